@@ -1,0 +1,57 @@
+"""Shared fixtures: small real corpora and a tiny model really trained on them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+CONVERSATIONS = [
+    [("user", "hello"), ("assistant", "Hi! How are you today?")],
+    [("user", "what is an lstm?"), ("assistant", "An LSTM is a recurrent network with gates.")],
+    [("user", "안녕하세요"), ("assistant", "안녕하세요! 반가워요.")],
+    [("user", "what does the forget gate do?"), ("assistant", "It decides what the cell state keeps.")],
+    [("user", "my name is Mina"), ("assistant", "Nice to meet you, Mina!"),
+     ("user", "what is my name?"), ("assistant", "Your name is Mina.")],
+    [("user", "오늘 날씨 어때요?"), ("assistant", "저는 창밖을 볼 수 없어요. 하지만 좋은 하루 보내세요!")],
+]
+
+
+def write_chat_corpus(path: Path, repeats: int = 30) -> Path:
+    lines = []
+    for n in range(repeats):
+        for conv in CONVERSATIONS:
+            lines.append(json.dumps({"messages": [{"role": r, "content": c} for r, c in conv]},
+                                    ensure_ascii=False))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def chat_corpus(tmp_path_factory) -> Path:
+    return write_chat_corpus(tmp_path_factory.mktemp("corpus") / "chat.jsonl")
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory, chat_corpus) -> Path:
+    """A 2-layer LSTM trained for a few seconds on the chat corpus by the real trainer."""
+    from chatbot.training import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("ckpt") / "tiny"
+    train(chat_corpus, out, "char", model_settings={"hidden_size": 48, "num_layers": 2},
+          cfg=TrainConfig(max_steps=80, seq_len=32, batch_size=8, eval_every=40, lr=1e-2))
+    return out
+
+
+def run_cli(*args: str, input: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run one of the project's commands as a user would, from the repository root."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, *args], cwd=ROOT, input=input, capture_output=True,
+                          text=True, timeout=timeout, env=env)
