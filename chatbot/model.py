@@ -1,0 +1,130 @@
+"""The language model: embedding -> N stacked recurrent layers -> linear head.
+
+The recurrent layers are torch's own nn.LSTM / nn.GRU / nn.RNN (cuDNN on a GPU) for training
+and for feeding whole messages; `stepper.py` runs the same weights one token at a time
+for generation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import torch
+from torch import nn
+
+from .errors import ChatbotError
+
+CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+
+# The recurrent state as torch's layers take it: (h, c) for an LSTM, (h,) otherwise,
+# each of shape (num_layers, batch, hidden_size).
+State = tuple[torch.Tensor, ...]
+
+
+@dataclass
+class ModelConfig:
+    """Every hyper-parameter that fixes the weights' shapes; stored in config.json."""
+
+    vocab_size: int
+    cell: str = "lstm"
+    num_layers: int = 2
+    hidden_size: int = 256
+    embed_size: int = 0  # 0 means "same as hidden_size", which lets the head share the embedding
+    dropout: float = 0.1
+    tie_weights: bool = True
+
+    def __post_init__(self):
+        if self.cell not in CELLS:
+            raise ChatbotError(f"unknown cell {self.cell!r}: choose one of {', '.join(CELLS)}.")
+        for name in ("vocab_size", "num_layers", "hidden_size"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ChatbotError(f"model setting {name} must be a positive whole number, "
+                                   f"got {getattr(self, name)!r}.")
+        if not isinstance(self.embed_size, int) or self.embed_size < 0:
+            raise ChatbotError(f"embed_size must be 0 (same as hidden) or positive, got {self.embed_size!r}.")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ChatbotError(f"dropout must be in [0, 1), got {self.dropout}.")
+        if not self.embed_size:
+            self.embed_size = self.hidden_size
+
+    @property
+    def tied(self) -> bool:
+        return self.tie_weights and self.embed_size == self.hidden_size
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ChatbotError(f"unknown model settings {sorted(unknown)} in config.json.")
+        return cls(**data)
+
+
+class LanguageModel(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        c = config
+        self.embed = nn.Embedding(c.vocab_size, c.embed_size)
+        self.drop = nn.Dropout(c.dropout)
+        self.rnn = CELLS[c.cell](c.embed_size, c.hidden_size, c.num_layers, batch_first=True,
+                                 dropout=c.dropout if c.num_layers > 1 else 0.0)
+        self.head = nn.Linear(c.hidden_size, c.vocab_size)
+        if c.tied:
+            self.head.weight = self.embed.weight  # Press & Wolf 2017: fewer parameters, better loss
+        self._init_weights()
+
+    def _init_weights(self):
+        nn.init.normal_(self.embed.weight, std=0.05)
+        nn.init.zeros_(self.head.bias)
+        if self.config.cell == "lstm":
+            # Forget-gate bias 1 (Jozefowicz et al. 2015): start by remembering.
+            h = self.config.hidden_size
+            for name, p in self.rnn.named_parameters():
+                if name.startswith("bias_ih"):
+                    with torch.no_grad():
+                        p[h:2 * h].fill_(1.0)
+
+    def initial_state(self, batch_size: int = 1) -> State:
+        c = self.config
+        zeros = lambda: torch.zeros(c.num_layers, batch_size, c.hidden_size,  # noqa: E731
+                                    device=self.embed.weight.device)
+        return (zeros(), zeros()) if c.cell == "lstm" else (zeros(),)
+
+    def forward(self, ids: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+        """ids (batch, time) -> logits (batch, time, vocab) and the state after the last step."""
+        if state is None:
+            state = self.initial_state(ids.shape[0])
+        x = self.drop(self.embed(ids))
+        rnn_state = state if self.config.cell == "lstm" else state[0]
+        out, new_state = self.rnn(x, rnn_state)
+        logits = self.head(self.drop(out))
+        return logits, (new_state if self.config.cell == "lstm" else (new_state,))
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def weights_for_saving(self) -> dict[str, torch.Tensor]:
+        """The state dict without the tied head weight (safetensors stores no aliases)."""
+        sd = self.state_dict()
+        if self.config.tied:
+            sd.pop("head.weight")
+        return {k: v.detach().contiguous().cpu() for k, v in sd.items()}
+
+    def load_saved_weights(self, weights: dict[str, torch.Tensor], source: str) -> None:
+        expected = {k: v.shape for k, v in self.weights_for_saving().items()}
+        missing = sorted(set(expected) - set(weights))
+        extra = sorted(set(weights) - set(expected))
+        if missing or extra:
+            raise ChatbotError(f"{source}: the weights do not fit config.json "
+                               f"(missing {missing[:4]}, unexpected {extra[:4]}).")
+        for name, shape in expected.items():
+            if tuple(weights[name].shape) != tuple(shape):
+                raise ChatbotError(f"{source}: tensor {name} has shape {tuple(weights[name].shape)} "
+                                   f"but config.json implies {tuple(shape)}.")
+            if not weights[name].is_floating_point():
+                raise ChatbotError(f"{source}: tensor {name} is not floating point.")
+        self.load_state_dict(weights, strict=False)

@@ -1,0 +1,69 @@
+"""The fast single-step path computes exactly what the full-sequence forward computes."""
+
+import pytest
+import torch
+
+from chatbot.checkpoint import load_checkpoint
+from chatbot.errors import ChatbotError
+from chatbot.model import LanguageModel, ModelConfig
+from chatbot.stepper import RecurrentState, Stepper
+
+
+def step_through(model, ids):
+    stepper = Stepper(model)
+    state = RecurrentState.from_model(model.initial_state(1))
+    logits = torch.stack([stepper.step(int(t), state) for t in ids[0]])
+    return logits, state
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("layers,embed", [(1, 0), (3, 24)])
+def test_fast_path_equals_full_forward(cell, layers, embed):
+    torch.manual_seed(0)
+    model = LanguageModel(ModelConfig(vocab_size=60, cell=cell, num_layers=layers,
+                                      hidden_size=40, embed_size=embed)).eval()
+    with torch.no_grad():  # make biases and weights non-trivial
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.2)
+    ids = torch.randint(0, 60, (1, 50))
+    with torch.no_grad():
+        full, full_state = model(ids)
+    fast, fast_state = step_through(model, ids)
+    torch.testing.assert_close(fast, full[0], atol=1e-5, rtol=0)
+    assert fast_state.equals(RecurrentState.from_model(full_state), atol=1e-5)
+
+
+def test_fast_path_on_a_trained_checkpoint(tiny_checkpoint):
+    ckpt = load_checkpoint(tiny_checkpoint)
+    ids = torch.tensor([ckpt.tokenizer.encode("hello, what is an lstm? 안녕하세요")])
+    with torch.no_grad():
+        full, _ = ckpt.model(ids)
+    fast, _ = step_through(ckpt.model, ids)
+    torch.testing.assert_close(fast, full[0], atol=1e-5, rtol=0)
+
+
+def test_state_carried_across_calls_equals_one_call():
+    torch.manual_seed(1)
+    model = LanguageModel(ModelConfig(vocab_size=30, hidden_size=16)).eval()
+    ids = torch.randint(0, 30, (2, 40))
+    with torch.no_grad():
+        whole, _ = model(ids)
+        first, state = model(ids[:, :25])
+        second, _ = model(ids[:, 25:], state)
+    torch.testing.assert_close(torch.cat([first, second], 1), whole, atol=1e-5, rtol=0)
+
+
+def test_weights_are_tied_only_when_sizes_allow():
+    tied = LanguageModel(ModelConfig(vocab_size=30, hidden_size=16))
+    assert tied.head.weight is tied.embed.weight
+    untied = LanguageModel(ModelConfig(vocab_size=30, hidden_size=16, embed_size=8))
+    assert untied.head.weight is not untied.embed.weight
+    assert "head.weight" not in tied.weights_for_saving()
+    assert "head.weight" in untied.weights_for_saving()
+
+
+@pytest.mark.parametrize("bad", [dict(cell="transformer"), dict(hidden_size=0),
+                                 dict(dropout=1.5), dict(num_layers=-1)])
+def test_bad_model_settings_are_refused(bad):
+    with pytest.raises(ChatbotError):
+        ModelConfig(vocab_size=10, **bad)
