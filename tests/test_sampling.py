@@ -1,0 +1,56 @@
+"""Sampling controls: each one validated, each one doing what it says."""
+
+import pytest
+import torch
+
+from chatbot.errors import ChatbotError
+from chatbot.sampling import SamplingConfig, choose_token
+
+LOGITS = torch.tensor([2.0, 1.0, 0.5, 0.0, -1.0, 3.0])
+
+
+def draws(cfg, n=300, previous=()):
+    g = torch.Generator().manual_seed(0)
+    return [choose_token(LOGITS, cfg, list(previous), g) for _ in range(n)]
+
+
+@pytest.mark.parametrize("bad", [
+    dict(temperature=-0.1), dict(temperature=float("nan")), dict(temperature=1e9),
+    dict(top_p=0.0), dict(top_p=1.5), dict(top_p=-1), dict(top_k=-3), dict(top_k=2.5),
+    dict(repetition_penalty=0.5), dict(max_new_tokens=0), dict(max_new_tokens=10**9),
+    dict(stop="abc"), dict(stop=("",)), dict(seed=-1)])
+def test_absurd_values_are_refused_with_the_setting_named(bad):
+    name = next(iter(bad))
+    with pytest.raises(ChatbotError, match=name):
+        SamplingConfig(**bad)
+
+
+def test_temperature_zero_is_greedy():
+    assert set(draws(SamplingConfig(temperature=0))) == {5}
+
+
+def test_top_k_one_and_tiny_top_p_are_greedy():
+    assert set(draws(SamplingConfig(temperature=1.5, top_k=1))) == {5}
+    assert set(draws(SamplingConfig(temperature=1.5, top_p=0.01))) == {5}
+
+
+def test_top_k_limits_the_candidates():
+    assert set(draws(SamplingConfig(temperature=5, top_k=3))) == {0, 1, 5}
+
+
+def test_top_p_keeps_the_smallest_set_reaching_p():
+    probs = LOGITS.softmax(-1)  # sorted: 5 (0.63), 0 (0.23), 1 (0.09) ...
+    assert probs[5] < 0.8 < probs[5] + probs[0]
+    assert set(draws(SamplingConfig(temperature=1.0, top_p=0.8))) == {0, 5}
+
+
+def test_repetition_penalty_makes_used_tokens_rarer():
+    plain = draws(SamplingConfig(temperature=1.0), previous=[5])
+    penalised = draws(SamplingConfig(temperature=1.0, repetition_penalty=3.0), previous=[5])
+    assert penalised.count(5) < plain.count(5) / 2
+
+
+def test_same_seed_same_draws_and_higher_temperature_spreads():
+    cfg = SamplingConfig(temperature=1.0)
+    assert draws(cfg) == draws(cfg)
+    assert len(set(draws(SamplingConfig(temperature=3.0)))) > len(set(draws(SamplingConfig(temperature=0.3))))
