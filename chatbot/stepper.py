@@ -38,10 +38,12 @@ class RecurrentState:
         return RecurrentState([t.clone() for t in self.h],
                               [t.clone() for t in self.c] if self.c is not None else None)
 
-    def equals(self, other: "RecurrentState", atol: float = 0.0) -> bool:
+    def equals(self, other: "RecurrentState", atol: float = 0.0, rtol: float = 0.0) -> bool:
+        """Same vectors within tolerance. Cell states can grow large, so compare them
+        with a relative tolerance as well as an absolute one."""
         mine, theirs = self.h + (self.c or []), other.h + (other.c or [])
         return len(mine) == len(theirs) and all(
-            torch.allclose(a, b, atol=atol, rtol=0) for a, b in zip(mine, theirs))
+            torch.allclose(a, b, atol=atol, rtol=rtol) for a, b in zip(mine, theirs))
 
 
 class Stepper:

@@ -1,0 +1,128 @@
+"""A conversation whose memory is the recurrent state.
+
+Each turn feeds only the new message (between turn markers) on top of the state the last
+reply left; the history is never re-read, so turn 500 costs what turn 1 costs. Before each
+reply the state is snapshotted so the reply can be regenerated and the conversation rewound.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import torch
+
+from .corpus import turn_ids
+from .errors import ChatbotError
+from .model import LanguageModel
+from .sampling import Reply, SamplingConfig, stream_reply
+from .stepper import RecurrentState, Stepper
+from .tokenizers import Tokenizer
+
+MAX_MESSAGE_CHARS = 4000
+
+
+@dataclass
+class Turn:
+    user: str
+    prompt_ids: list[int]  # exactly what was fed for the message, turn markers included
+    state_before_user: RecurrentState
+    state_before_reply: RecurrentState
+    logits_before_reply: torch.Tensor
+    reply: Reply = field(default_factory=lambda: Reply(ids=[]))
+
+    @property
+    def tokens_fed(self) -> int:
+        return len(self.prompt_ids) + len(self.reply.ids)
+
+
+class ChatSession:
+    """One person's conversation with a shared model. Not thread-safe: one per user."""
+
+    def __init__(self, model: LanguageModel, tokenizer: Tokenizer,
+                 sampling: SamplingConfig | None = None, stepper: Stepper | None = None):
+        if model.config.vocab_size != tokenizer.vocab_size:
+            raise ChatbotError("the model and tokenizer come from different checkpoints.")
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.sampling = sampling or SamplingConfig()
+        self.stepper = stepper or Stepper(model)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything: zero state, empty transcript, generator re-seeded."""
+        self.state = RecurrentState.from_model(self.model.initial_state(1))
+        self.turns: list[Turn] = []
+        self.generator = torch.Generator()
+        if self.sampling.seed is not None:
+            self.generator.manual_seed(self.sampling.seed)
+        else:
+            self.generator.seed()
+
+    def send(self, message: str) -> Iterator[str]:
+        """Feed the user's message, then stream the bot's reply piece by piece."""
+        message = self._check(message)
+        # A reply cut short (token limit, stop string, closed stream) never fed its <|end|>;
+        # close that turn first so the model sees the layout it was trained on.
+        last = self.turns[-1].reply if self.turns else None
+        prefix = [self.tokenizer.end_id] if last is not None and not last.ended else []
+        ids = prefix + turn_ids(self.tokenizer, "user", message) + [self.tokenizer.bot_id]
+        before_user = self.state.clone()
+        logits = self.feed(ids)
+        turn = Turn(message, ids, before_user, self.state.clone(), logits)
+        self.turns.append(turn)
+        return self._generate(turn)
+
+    def regenerate(self) -> Iterator[str]:
+        """Sample the last reply again from the state snapshotted before it."""
+        if not self.turns:
+            raise ChatbotError("there is no reply to regenerate yet.")
+        turn = self.turns[-1]
+        self.state = turn.state_before_reply.clone()
+        turn.reply = Reply(ids=[])
+        return self._generate(turn)
+
+    def rewind(self) -> str:
+        """Undo the last turn (message and reply); returns the message so it can be edited."""
+        if not self.turns:
+            raise ChatbotError("there is nothing to rewind.")
+        turn = self.turns.pop()
+        self.state = turn.state_before_user.clone()
+        return turn.user
+
+    def complete(self, text: str) -> Iterator[str]:
+        """Continue raw text (no turn markers) from the current state: plain language-model
+        sampling, for `python -m chatbot generate`. The transcript is not touched."""
+        if not text:
+            raise ChatbotError("the prompt is empty: give some text to continue.")
+        logits = self.feed(self.tokenizer.encode(text))
+        return stream_reply(self.stepper, self.tokenizer, self.state, logits, self.sampling,
+                            self.generator, Reply(ids=[]))
+
+    def feed(self, ids: list[int]) -> torch.Tensor:
+        """Run ids through the model in one forward on top of the current state;
+        return the next-token logits."""
+        with torch.inference_mode():
+            x = torch.tensor([ids], dtype=torch.long)
+            logits, state = self.model(x, self.state.to_model())
+        self.state = RecurrentState.from_model(state)
+        return logits[0, -1]
+
+    def transcript(self) -> list[dict]:
+        out = []
+        for t in self.turns:
+            out += [{"role": "user", "content": t.user}, {"role": "assistant", "content": t.reply.text}]
+        return out
+
+    def _generate(self, turn: Turn) -> Iterator[str]:
+        return stream_reply(self.stepper, self.tokenizer, self.state, turn.logits_before_reply,
+                            self.sampling, self.generator, turn.reply)
+
+    @staticmethod
+    def _check(message: str) -> str:
+        if not isinstance(message, str) or not message.strip():
+            raise ChatbotError("the message is empty: type something to say.")
+        if len(message) > MAX_MESSAGE_CHARS:
+            raise ChatbotError(f"the message is {len(message):,} characters; the limit is "
+                               f"{MAX_MESSAGE_CHARS:,}. Send it in shorter parts.")
+        return message
