@@ -1,0 +1,134 @@
+"""Checkpoint folders: model.safetensors + config.json + the tokenizer file.
+
+Nothing here unpickles: weights go through safetensors (a JSON header and raw tensor
+bytes) and everything else is JSON or a SentencePiece protobuf, so a checkpoint from a
+stranger cannot run code. Every file is written atomically, config.json last.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from .atomic import atomic_write
+from .errors import ChatbotError
+from .model import LanguageModel, ModelConfig
+from .tokenizers import Tokenizer, load_tokenizer
+
+FORMAT = "lstm-chat/1"
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+@dataclass
+class Checkpoint:
+    model: LanguageModel
+    tokenizer: Tokenizer
+    config: dict  # the whole config.json: model, tokenizer, training, corpus, metrics
+    folder: Path
+
+    @property
+    def metrics(self) -> dict:
+        return self.config.get("metrics", {})
+
+
+def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None):
+    data = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    atomic_write(path, st_save(data, metadata=metadata))
+
+
+def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Read a safetensors file; anything else (a pickle, a truncated file) is refused."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ChatbotError(f"{path} is missing: the checkpoint folder is incomplete; "
+                           f"copy the whole folder or retrain.") from None
+    except OSError as exc:
+        raise ChatbotError(f"{path}: cannot read it ({exc.strerror}).") from None
+    refusal = _not_safetensors(raw)
+    if refusal:
+        raise ChatbotError(f"{path}: {refusal}")
+    try:
+        tensors = st_load(raw)
+        header_len = struct.unpack("<Q", raw[:8])[0]
+        metadata = json.loads(raw[8:8 + header_len]).get("__metadata__", {}) or {}
+    except (SafetensorError, ValueError, struct.error) as exc:
+        raise ChatbotError(f"{path}: corrupt or truncated safetensors file ({exc}). "
+                           f"Copy it again or retrain.") from None
+    return tensors, metadata
+
+
+def _not_safetensors(raw: bytes) -> str | None:
+    if raw[:2] in (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05") or raw[:4] == b"PK\x03\x04":
+        return ("this is a pickle / torch.save file. lstm-chat never unpickles (unpickling can run "
+                "arbitrary code), so it is refused. Use a checkpoint folder written by train_lm.py.")
+    if len(raw) < 10:
+        return "too short to be a safetensors file (empty or truncated). Copy it again or retrain."
+    header_len = struct.unpack("<Q", raw[:8])[0]
+    if header_len > len(raw) - 8 or raw[8:9] != b"{":
+        return "not a safetensors file (bad header: truncated or another format). Copy it again or retrain."
+    return None
+
+
+def save_checkpoint(folder: Path, model: LanguageModel, tokenizer: Tokenizer, extra: dict) -> None:
+    """Write the weights, the tokenizer and config.json (model, tokenizer and `extra`)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_tensors(folder / WEIGHTS_FILE, model.weights_for_saving(), {"format": FORMAT})
+    tokenizer.save(folder)
+    config = {"format": FORMAT, "model": model.config.to_dict(), "tokenizer": tokenizer.describe(), **extra}
+    atomic_write(folder / CONFIG_FILE, json.dumps(config, indent=2, ensure_ascii=False).encode())
+
+
+def read_config(folder: Path) -> dict:
+    path = Path(folder) / CONFIG_FILE
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ChatbotError(f"{path} is missing: the checkpoint folder is incomplete; "
+                           f"copy the whole folder or retrain.") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ChatbotError(f"{path}: not valid JSON ({exc}). The checkpoint is corrupt; retrain "
+                           f"or copy it again.") from None
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise ChatbotError(f"{path}: not an lstm-chat checkpoint config (expected \"format\": "
+                           f"\"{FORMAT}\").")
+    return config
+
+
+def load_checkpoint(folder: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
+    folder = Path(folder)
+    if folder.is_file():
+        refusal = _not_safetensors(folder.read_bytes()[:4096]) or ""
+        raise ChatbotError(f"{folder}: {refusal or 'this is a file'} Pass the checkpoint folder "
+                           f"(with {WEIGHTS_FILE} and {CONFIG_FILE}), not a file.")
+    if not folder.is_dir():
+        raise ChatbotError(f"no checkpoint at {folder}. Train one with: "
+                           f"python train_lm.py --corpus corpora/ --out {folder}")
+    config = read_config(folder)
+    try:
+        model_cfg = ModelConfig.from_dict(config["model"])
+        kind = config["tokenizer"]["kind"]
+    except (KeyError, TypeError) as exc:
+        raise ChatbotError(f"{folder / CONFIG_FILE}: missing setting {exc}.") from None
+    except ChatbotError as exc:
+        raise ChatbotError(f"{folder / CONFIG_FILE}: {exc}") from None
+    tokenizer = load_tokenizer(folder, kind)
+    if tokenizer.vocab_size != model_cfg.vocab_size:
+        raise ChatbotError(f"{folder}: the tokenizer has {tokenizer.vocab_size} tokens but "
+                           f"config.json says the model has {model_cfg.vocab_size}; the files "
+                           f"come from different runs.")
+    weights, _ = load_tensors(folder / WEIGHTS_FILE)
+    model = LanguageModel(model_cfg)
+    model.load_saved_weights(weights, str(folder / WEIGHTS_FILE))
+    model.to(device).eval()
+    return Checkpoint(model, tokenizer, config, folder)

@@ -1,0 +1,135 @@
+"""Checkpoint folders: exact round trips, and a clear refusal for anything missing, broken or unsafe."""
+
+import json
+import os
+import pickle
+import shutil
+
+import pytest
+import torch
+
+from chatbot.chat import ChatSession
+from chatbot.checkpoint import load_checkpoint, save_checkpoint
+from chatbot.errors import ChatbotError
+from chatbot.sampling import SamplingConfig
+
+REQUIRED_METRICS = {"val_nats_per_char", "val_bits_per_char", "steps", "tokens_seen", "train_seconds"}
+
+
+@pytest.fixture
+def folder(tiny_checkpoint, tmp_path):
+    """A private copy of the trained checkpoint that a test may damage."""
+    return shutil.copytree(tiny_checkpoint, tmp_path / "ckpt")
+
+
+def reply(ckpt, seed=3):
+    s = ChatSession(ckpt.model, ckpt.tokenizer, SamplingConfig(temperature=1.0, seed=seed, max_new_tokens=60))
+    return "".join(s.send("what is an lstm?"))
+
+
+def test_config_records_model_tokenizer_training_corpus_and_metrics(tiny_checkpoint):
+    config = json.loads((tiny_checkpoint / "config.json").read_text())
+    assert config["format"] == "lstm-chat/1"
+    assert config["model"]["cell"] == "lstm" and config["model"]["hidden_size"] == 96
+    assert config["tokenizer"]["kind"] == "char"
+    assert config["training"]["max_steps"] == 400
+    assert len(config["corpus"]["sha256"]) == 64
+    assert REQUIRED_METRICS <= set(config["metrics"])
+    assert sorted(p.name for p in tiny_checkpoint.iterdir() if p.is_file()) == [
+        "config.json", "model.safetensors", "tokenizer.json", "train_log.jsonl"]
+
+
+def test_round_trip_gives_identical_logits_and_generation(tiny_checkpoint, tmp_path):
+    first = load_checkpoint(tiny_checkpoint)
+    save_checkpoint(tmp_path / "copy", first.model, first.tokenizer,
+                    {k: v for k, v in first.config.items() if k not in ("format", "model", "tokenizer")})
+    second = load_checkpoint(tmp_path / "copy")
+    ids = torch.tensor([first.tokenizer.encode("hello, what does the forget gate do?")])
+    with torch.inference_mode():
+        assert torch.equal(first.model(ids)[0], second.model(ids)[0])
+    assert reply(first) == reply(second)
+    assert reply(first, seed=3) != reply(first, seed=4)  # the seed really drives sampling
+    assert not list((tmp_path / "copy").glob("*.tmp"))  # atomic writes leave no temp files
+
+
+def test_tied_head_is_stored_once(tiny_checkpoint):
+    from safetensors import safe_open
+    with safe_open(str(tiny_checkpoint / "model.safetensors"), "pt") as f:
+        assert "head.weight" not in f.keys() and "embed.weight" in f.keys()
+
+
+@pytest.mark.parametrize("name", ["model.safetensors", "config.json", "tokenizer.json"])
+def test_a_missing_file_is_named(folder, name):
+    (folder / name).unlink()
+    with pytest.raises(ChatbotError, match=f"{name} is missing"):
+        load_checkpoint(folder)
+
+
+def test_truncated_weights_are_named(folder):
+    path = folder / "model.safetensors"
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(ChatbotError, match=r"model\.safetensors: .*(truncated|corrupt)"):
+        load_checkpoint(folder)
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("config.json", b"{ not json", "config.json: not valid JSON"),
+    ("config.json", b'{"format": "other"}', "not an lstm-chat checkpoint config"),
+    ("tokenizer.json", b"[1, 2]", "tokenizer.json: not a"),
+    ("model.safetensors", b"", "model.safetensors: too short"),
+])
+def test_corrupt_files_are_named(folder, name, content, message):
+    (folder / name).write_bytes(content)
+    with pytest.raises(ChatbotError, match=message):
+        load_checkpoint(folder)
+
+
+def test_files_from_different_runs_are_refused(folder, tmp_path):
+    tokenizer = json.loads((folder / "tokenizer.json").read_text())
+    tokenizer["chars"] = tokenizer["chars"][:-3]
+    (folder / "tokenizer.json").write_text(json.dumps(tokenizer))
+    with pytest.raises(ChatbotError, match="different runs"):
+        load_checkpoint(folder)
+
+
+def test_weights_that_do_not_fit_the_config_are_refused(folder):
+    config = json.loads((folder / "config.json").read_text())
+    config["model"]["hidden_size"] = 64
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ChatbotError, match=r"model\.safetensors: (tensor .* has shape|the weights do not fit config\.json)"):
+        load_checkpoint(folder)
+
+
+def test_missing_folder_says_how_to_train_one(tmp_path):
+    with pytest.raises(ChatbotError, match="no checkpoint at .*Train one with: python train_lm.py"):
+        load_checkpoint(tmp_path / "nothing")
+
+
+class Payload:
+    """Unpickling this creates a file: the proof that code ran."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("writer", ["pickle", "torch.save"])
+def test_a_pickle_is_refused_without_running_it(folder, tmp_path, writer):
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.pt"
+    if writer == "pickle":
+        evil.write_bytes(pickle.dumps(Payload(marker)))
+    else:
+        torch.save({"weights": Payload(marker)}, evil)
+    pickle.loads(evil.read_bytes()) if writer == "pickle" else None  # the payload is real...
+    assert marker.exists() if writer == "pickle" else True
+    marker.unlink(missing_ok=True)
+
+    with pytest.raises(ChatbotError, match="pickle"):
+        load_checkpoint(evil)  # passed as the checkpoint itself
+    shutil.copy(evil, folder / "model.safetensors")
+    with pytest.raises(ChatbotError, match="never unpickles"):
+        load_checkpoint(folder)  # hidden inside a checkpoint folder
+    assert not marker.exists()
