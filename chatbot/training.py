@@ -1,0 +1,291 @@
+"""Training: truncated BPTT with AdamW, warm-up + cosine decay, clipping, validation per
+character, best-checkpoint saving, a clean stop on request and an exact --resume.
+
+`train()` is the whole job (corpus -> tokenizer -> model -> loop -> checkpoints);
+train_lm.py only turns command-line flags into its arguments.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from .atomic import atomic_write
+from .checkpoint import save_checkpoint
+from .corpus import load_corpus
+from .data import Split, Streams, detach, evaluate, split_ids
+from .errors import ChatbotError
+from .model import LanguageModel, ModelConfig
+from .run_state import RunState, has_run_state, load_run_state, read_run_info, save_run_state
+from .tokenizers import Tokenizer, load_tokenizer, train_tokenizer
+
+LOG_FILE = "train_log.jsonl"
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings; stored in config.json and in the resume state."""
+
+    seq_len: int = 128
+    batch_size: int = 32
+    lr: float = 3e-3
+    min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
+    warmup_steps: int = 50
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    max_steps: int | None = 2000  # optimizer steps of the whole run, counted across resumes
+    time_budget: float | None = None  # seconds of training in this invocation
+    eval_every: int = 100
+    val_fraction: float = 0.1
+    seed: int = 1337
+    device: str = "auto"
+
+    def __post_init__(self):
+        for name in ("seq_len", "batch_size", "eval_every"):
+            if getattr(self, name) < 1:
+                raise ChatbotError(f"--{name.replace('_', '-')} must be at least 1.")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ChatbotError("--max-steps must be at least 1.")
+        if self.time_budget is not None and not self.time_budget > 0:
+            raise ChatbotError("--time-budget must be a positive number of seconds.")
+        if not self.lr > 0:
+            raise ChatbotError("--lr must be positive.")
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ChatbotError("--device cuda was asked for but no CUDA GPU is available; use --device auto.")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ChatbotError("--device mps was asked for but MPS is not available; use --device auto.")
+    if name not in ("cpu", "cuda", "mps"):
+        raise ChatbotError(f"unknown --device {name!r}: choose auto, cpu, cuda or mps.")
+    return torch.device(name)
+
+
+def learning_rate(cfg: TrainConfig, step: int, progress: float) -> float:
+    """Linear warm-up, then cosine from lr down to lr * min_lr_ratio as progress goes 0 -> 1."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * cosine)
+
+
+class Trainer:
+    """Runs the optimisation loop for one invocation; `request_stop()` ends it cleanly
+    (between steps, with everything saved) from a signal handler or another thread."""
+
+    def __init__(self, out: Path, model: LanguageModel, tokenizer: Tokenizer, split: Split,
+                 cfg: TrainConfig, info: dict, device: torch.device,
+                 on_event: Callable[[dict], None] | None = None):
+        self.out, self.model, self.tokenizer, self.split = Path(out), model, tokenizer, split
+        self.cfg, self.info, self.device = cfg, info, device
+        self.on_event = on_event or (lambda event: None)
+        self.streams = Streams(split.train, cfg.batch_size, cfg.seq_len)
+        decay = [p for p in model.parameters() if p.dim() >= 2]
+        no_decay = [p for p in model.parameters() if p.dim() < 2]
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": cfg.weight_decay},
+             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.99))
+        self.run = RunState(0, 0, 0.0, None, model.initial_state(self.streams.batch_size), info)
+        self._stop = threading.Event()
+        self._last_saved_step: int | None = None
+
+    def request_stop(self):
+        self._stop.set()
+
+    def resume(self):
+        self.run = load_run_state(self.out, self.model, self.optimizer, self.device)
+        _truncate_log(self.out / LOG_FILE, self.run.step)
+
+    def fit(self) -> dict:
+        cfg, run, model = self.cfg, self.run, self.model
+        model.train()
+        start = time.perf_counter()
+        seconds_before = run.train_seconds
+        steps_at_start = run.step
+        bar = tqdm(total=cfg.max_steps, initial=run.step, unit="step", dynamic_ncols=True,
+                   desc="training", disable=None)
+        log = open(self.out / LOG_FILE, "a", encoding="utf-8")
+        reason = "finished"
+        try:
+            while True:
+                elapsed = time.perf_counter() - start
+                if cfg.max_steps is not None and run.step >= cfg.max_steps:
+                    break
+                if cfg.time_budget is not None and elapsed >= cfg.time_budget:
+                    reason = "time budget reached"
+                    break
+                if self._stop.is_set():
+                    reason = "stopped"
+                    break
+                progress = max(run.step / cfg.max_steps if cfg.max_steps else 0.0,
+                               elapsed / cfg.time_budget if cfg.time_budget else 0.0)
+                loss, lr = self._step(progress)
+                run.step += 1
+                run.tokens_seen += self.streams.batch_size * cfg.seq_len
+                now = time.perf_counter() - start
+                run.train_seconds = seconds_before + now
+                rate = (run.step - steps_at_start) * self.streams.batch_size * cfg.seq_len / max(now, 1e-9)
+                record = {"step": run.step, "train_loss": loss, "lr": lr,
+                          "tokens_seen": run.tokens_seen, "seconds": round(run.train_seconds, 3)}
+                log.write(json.dumps(record) + "\n")
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{rate:,.0f}")
+                self.on_event({"type": "step", **record, "tokens_per_second": rate})
+                if run.step % cfg.eval_every == 0:
+                    metrics = self._evaluate_and_save(log)
+            # A clean end (steps, time or a stop request) leaves a chat-able model and an exact
+            # resume point. An exception leaves the files of the last evaluation untouched.
+            if self._last_saved_step != run.step:
+                metrics = self._evaluate_and_save(log)
+        finally:
+            bar.close()
+            log.close()
+        return {"reason": reason, **metrics}
+
+    def _step(self, progress: float) -> tuple[float, float]:
+        cfg, run = self.cfg, self.run
+        x, y, epoch_start = self.streams.window(run.step)
+        if epoch_start:
+            run.carried = self.model.initial_state(self.streams.batch_size)
+        lr = learning_rate(cfg, run.step, progress)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        x, y = x.to(self.device), y.to(self.device)
+        logits, state = self.model(x, run.carried)
+        loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
+        if not torch.isfinite(loss):
+            raise ChatbotError(f"the loss became {loss.item()} at step {run.step + 1}; stopping. "
+                               f"The last good checkpoint is kept. Lower --lr and resume.")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.optimizer.step()
+        run.carried = detach(state)
+        return loss.item(), lr
+
+    def _evaluate_and_save(self, log) -> dict:
+        run = self.run
+        self._last_saved_step = run.step
+        metrics = evaluate(self.model, self.split, self.cfg.seq_len, self.device)
+        metrics.update(steps=run.step, tokens_seen=run.tokens_seen,
+                       train_seconds=round(run.train_seconds, 3))
+        log.write(json.dumps({"step": run.step, **{k: metrics[k] for k in
+                              ("val_nats_per_char", "val_bits_per_char")},
+                              "seconds": round(run.train_seconds, 3)}) + "\n")
+        log.flush()
+        self.on_event({"type": "eval", **metrics})
+        improved = run.best_val is None or metrics["val_nats_per_char"] < run.best_val
+        if improved:
+            run.best_val = metrics["val_nats_per_char"]
+            save_checkpoint(self.out, self.model, self.tokenizer, {**self.info, "metrics": metrics})
+        save_run_state(self.out, self.model, self.optimizer, run)
+        tqdm.write(f"step {run.step}: val {metrics['val_nats_per_char']:.4f} nats/char "
+                   f"({metrics['val_bits_per_char']:.4f} bits/char)"
+                   + (" - saved best" if improved else ""))
+        return metrics
+
+
+def _truncate_log(path: Path, step: int):
+    """Drop log lines written after the resume point, so the log reads as one run."""
+    if not path.exists():
+        return
+    keep = [line for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip() and json.loads(line)["step"] <= step]
+    atomic_write(path, ("\n".join(keep) + "\n" if keep else "").encode())
+
+
+def check_out_folder(out: Path, resume: bool):
+    out = Path(out)
+    if not resume and has_run_state(out):
+        raise ChatbotError(f"{out} already holds a training run. Add --resume to continue it, or "
+                           f"choose another --out (nothing was overwritten).")
+    if out.exists() and not out.is_dir():
+        raise ChatbotError(f"--out {out} is a file; give a folder.")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as exc:
+        raise ChatbotError(f"cannot write to --out {out} ({exc.strerror}). Choose a folder you "
+                           f"can write to.") from None
+
+
+def train(corpus: str | Path | None, out: str | Path, tokenizer_kind: str = "char",
+          vocab_size: int | None = None, model_settings: dict | None = None,
+          cfg: TrainConfig | None = None, resume: bool = False, command: str = "",
+          resume_overrides: dict | None = None,
+          on_event: Callable[[dict], None] | None = None,
+          on_trainer: Callable[[Trainer], None] | None = None) -> dict:
+    """Train (or resume) a run in `out`; returns the final metrics.
+
+    On --resume the run's saved settings are used, except `resume_overrides` (max_steps,
+    time_budget, device: what may change between invocations)."""
+    out = Path(out)
+    check_out_folder(out, resume)
+    if resume:
+        info = read_run_info(out)
+        saved = TrainConfig.from_dict(info["training"])
+        allowed = {"max_steps", "time_budget", "device"}
+        overrides = {k: v for k, v in (resume_overrides or {}).items() if k in allowed}
+        cfg = TrainConfig(**{**asdict(saved), **overrides})
+        corpus = corpus or info["corpus"]["path"]
+    elif corpus is None:
+        raise ChatbotError("--corpus is required (a .txt file, a .jsonl chat file or a folder).")
+    cfg = cfg or TrainConfig()
+    device = pick_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    text = load_corpus(corpus)
+    if resume:
+        if text.sha256 != info["corpus"]["sha256"]:
+            raise ChatbotError(f"the corpus at {corpus} changed since this run started (sha256 "
+                               f"differs), so --resume cannot continue it exactly. Restore the "
+                               f"corpus or start a new run in another --out.")
+        tokenizer = load_tokenizer(out, info["tokenizer"]["kind"])
+        model_cfg = ModelConfig.from_dict(info["model"])
+    else:
+        tokenizer = train_tokenizer(tokenizer_kind, text.texts(), vocab_size)
+        model_cfg = ModelConfig(vocab_size=tokenizer.vocab_size, **(model_settings or {}))
+    ids = text.encode(tokenizer)
+    split = split_ids(ids, cfg.val_fraction, tokenizer, cfg.seq_len)
+    model = LanguageModel(model_cfg).to(device)
+    if not resume:
+        info = {"model": model_cfg.to_dict(), "tokenizer": tokenizer.describe(),
+                "training": {**asdict(cfg), "command": command},
+                "corpus": {"path": str(corpus), "sha256": text.sha256,
+                           "files": [str(p) for p in text.paths], "characters": text.characters(),
+                           "tokens": len(ids)}}
+        tokenizer.save(out)
+    trainer = Trainer(out, model, tokenizer, split, cfg, info, device, on_event)
+    if resume:
+        trainer.resume()
+    if on_trainer:
+        on_trainer(trainer)
+    tqdm.write(f"{model_cfg.cell} {model_cfg.num_layers}x{model_cfg.hidden_size}, "
+               f"{model.num_parameters():,} parameters, {tokenizer.kind} tokenizer "
+               f"({tokenizer.vocab_size} tokens); {len(split.train):,} train / {len(split.val):,} "
+               f"validation tokens ({len(ids) / max(1, text.characters()):.3f} tokens/char); "
+               f"{trainer.streams.batch_size} streams x {cfg.seq_len}; device {device}"
+               + (f"; resuming at step {trainer.run.step}" if resume else ""))
+    return trainer.fit()

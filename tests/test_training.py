@@ -1,0 +1,113 @@
+"""Training: the loss really falls, Ctrl-C saves, --resume continues the very same run."""
+
+import json
+import math
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from chatbot.checkpoint import load_checkpoint
+from chatbot.training import TrainConfig, learning_rate, train
+from conftest import ROOT, run_cli, write_chat_corpus
+
+SMALL = ["--tokenizer", "char", "--hidden-size", "32", "--seq-len", "16", "--batch-size", "4",
+         "--lr", "0.01", "--warmup-steps", "5"]
+
+
+def log_records(folder, kind="train_loss"):
+    lines = (folder / "train_log.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if kind in r]
+
+
+def test_validation_loss_falls_within_seconds(tiny_checkpoint):
+    evals = log_records(tiny_checkpoint, "val_nats_per_char")
+    vocab = load_checkpoint(tiny_checkpoint).tokenizer.vocab_size
+    assert [e["step"] for e in evals] == [200, 400]
+    assert evals[-1]["val_nats_per_char"] < evals[0]["val_nats_per_char"] < math.log(vocab)
+    assert evals[-1]["val_nats_per_char"] < 1.0  # far below a uniform guess (ln 67 = 4.2)
+    assert evals[-1]["val_bits_per_char"] == pytest.approx(evals[-1]["val_nats_per_char"] / math.log(2))
+
+
+def test_bpe_and_unigram_models_report_loss_per_character(chat_corpus, tmp_path):
+    results = {}
+    for kind in ("char", "bpe", "unigram"):
+        results[kind] = train(chat_corpus, tmp_path / kind, kind, 400 if kind != "char" else None,
+                              {"hidden_size": 32}, TrainConfig(max_steps=30, seq_len=16, batch_size=4,
+                                                               eval_every=30, warmup_steps=5))
+        load_checkpoint(tmp_path / kind)  # every kind chats: it loads back
+    for kind, r in results.items():
+        # per character, so all three sit on one scale between a perfect and a uniform guess
+        assert 0 < r["val_nats_per_char"] < math.log(400) + 1, kind
+    tokens_per_char = {k: json.loads((tmp_path / k / "config.json").read_text())["corpus"]["tokens"]
+                       for k in results}
+    assert tokens_per_char["bpe"] < tokens_per_char["char"]
+
+
+def test_learning_rate_warms_up_then_decays_by_cosine():
+    cfg = TrainConfig(lr=1.0, warmup_steps=10, min_lr_ratio=0.1, max_steps=100)
+    assert learning_rate(cfg, 0, 0.0) == pytest.approx(0.1)
+    assert learning_rate(cfg, 9, 0.09) == pytest.approx(1.0)
+    assert learning_rate(cfg, 50, 0.5) == pytest.approx(0.55)
+    assert learning_rate(cfg, 100, 1.0) == pytest.approx(0.1)
+
+
+def test_time_budget_stops_the_run(chat_corpus, tmp_path):
+    result = train(chat_corpus, tmp_path / "t", "char", None, {"hidden_size": 32},
+                   TrainConfig(max_steps=10**6, time_budget=1.5, seq_len=16, batch_size=4, eval_every=10**6))
+    assert result["reason"] == "time budget reached"
+    assert 0 < result["steps"] < 10**6 and result["train_seconds"] >= 1.5
+    load_checkpoint(tmp_path / "t")
+
+
+def start_training(out, corpus, steps):
+    return subprocess.Popen([sys.executable, "train_lm.py", "--corpus", str(corpus), "--out", str(out),
+                             "--max-steps", str(steps), "--eval-every", "25", *SMALL],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_ctrl_c_saves_and_resume_reproduces_the_uninterrupted_run(tmp_path):
+    corpus = write_chat_corpus(tmp_path / "chat.jsonl", repeats=40)
+    steps = 300
+    whole = run_cli("train_lm.py", "--corpus", str(corpus), "--out", str(tmp_path / "whole"),
+                    "--max-steps", str(steps), "--eval-every", "25", *SMALL)
+    assert whole.returncode == 0, whole.stderr
+
+    out = tmp_path / "interrupted"
+    proc = start_training(out, corpus, steps)
+    deadline = time.time() + 60
+    while time.time() < deadline and proc.poll() is None:
+        log = out / "train_log.jsonl"
+        if log.exists() and len(log.read_text().splitlines()) >= 40:  # mid-run, between evals too
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    assert "stopped at step" in stdout and "--resume" in stdout
+    stopped_at = int(stdout.split("stopped at step ")[1].split(":")[0])
+    assert 0 < stopped_at < steps
+    load_checkpoint(out)  # what Ctrl-C left chats already
+
+    resumed = run_cli("train_lm.py", "--out", str(out), "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming at step {stopped_at}" in resumed.stderr + resumed.stdout
+    a, b = log_records(tmp_path / "whole"), log_records(out)
+    assert [r["step"] for r in b] == list(range(1, steps + 1))
+    assert [r["train_loss"] for r in a] == [r["train_loss"] for r in b]
+    assert [r["lr"] for r in a] == [r["lr"] for r in b]
+    final = [json.loads((d / "config.json").read_text())["metrics"] for d in (tmp_path / "whole", out)]
+    assert final[0]["val_nats_per_char"] == final[1]["val_nats_per_char"]
+    assert final[0]["tokens_seen"] == final[1]["tokens_seen"]
+
+
+def test_max_steps_counts_across_resumes(chat_corpus, tmp_path):
+    first = run_cli("train_lm.py", "--corpus", str(chat_corpus), "--out", str(tmp_path / "r"),
+                    "--max-steps", "20", "--eval-every", "10", *SMALL)
+    assert first.returncode == 0, first.stderr
+    more = run_cli("train_lm.py", "--out", str(tmp_path / "r"), "--resume", "--max-steps", "30")
+    assert more.returncode == 0, more.stderr
+    assert [r["step"] for r in log_records(tmp_path / "r")] == list(range(1, 31))

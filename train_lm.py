@@ -1,0 +1,97 @@
+"""Train a stacked LSTM (or GRU / RNN) language model on a corpus: the command-line face of
+chatbot.training.train(). Run `python train_lm.py --help` for every option."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import signal
+import sys
+
+from chatbot.errors import ChatbotError
+from chatbot.model import CELLS
+from chatbot.tokenizers import KINDS
+from chatbot.training import TrainConfig, train
+
+MODEL_FLAGS = {"cell": "cell", "layers": "num_layers", "hidden_size": "hidden_size",
+               "embed_size": "embed_size", "dropout": "dropout"}
+TRAIN_FLAGS = ("seq_len", "batch_size", "lr", "warmup_steps", "weight_decay", "grad_clip",
+               "max_steps", "time_budget", "eval_every", "val_fraction", "seed", "device")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split(":")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    d = TrainConfig()
+    p.add_argument("--corpus", help="a .txt file, a chat .jsonl file, or a folder of them "
+                   "(optional with --resume)")
+    p.add_argument("--out", required=True, help="checkpoint folder to write (or resume)")
+    p.add_argument("--resume", action="store_true", help="continue the run found in --out exactly")
+    g = p.add_argument_group("tokenizer")
+    g.add_argument("--tokenizer", choices=KINDS, default="char")
+    g.add_argument("--vocab-size", type=int, help="SentencePiece vocabulary size (bpe/unigram)")
+    g = p.add_argument_group("model")
+    g.add_argument("--cell", choices=list(CELLS), default="lstm")
+    g.add_argument("--layers", type=int, default=2, help="stacked recurrent layers")
+    g.add_argument("--hidden-size", type=int, default=256)
+    g.add_argument("--embed-size", type=int, default=0, help="0 = hidden size (ties the head)")
+    g.add_argument("--dropout", type=float, default=0.1, help="between layers and before the head")
+    g = p.add_argument_group("training")
+    g.add_argument("--seq-len", type=int, default=d.seq_len, help="BPTT window in tokens")
+    g.add_argument("--batch-size", type=int, default=d.batch_size, help="parallel text streams")
+    g.add_argument("--lr", type=float, default=d.lr, help="peak learning rate (AdamW)")
+    g.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
+    g.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    g.add_argument("--grad-clip", type=float, default=d.grad_clip)
+    g.add_argument("--max-steps", type=int, default=d.max_steps,
+                   help="total optimizer steps of the run, counted across resumes")
+    g.add_argument("--time-budget", type=float, help="stop after this many seconds of training")
+    g.add_argument("--eval-every", type=int, default=d.eval_every, help="steps between validations")
+    g.add_argument("--val-fraction", type=float, default=d.val_fraction,
+                   help="the last fraction of the text that validates")
+    g.add_argument("--seed", type=int, default=d.seed)
+    g.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default=d.device)
+    args = p.parse_args(argv)
+    args.explicit = {a.lstrip("-").replace("-", "_") for a in argv if a.startswith("--")}
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    trainers = []
+
+    def stop_gently(signum, frame):
+        if not trainers:
+            raise KeyboardInterrupt
+        print("\nstopping after this step and saving (Ctrl-C again to quit without saving)...",
+              file=sys.stderr)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        trainers[0].request_stop()
+
+    signal.signal(signal.SIGINT, stop_gently)
+    try:
+        cfg = TrainConfig(**{k: getattr(args, k) for k in TRAIN_FLAGS})
+        overrides = {k: getattr(args, k) for k in ("max_steps", "time_budget", "device")
+                     if k in args.explicit}
+        result = train(args.corpus, args.out, args.tokenizer, args.vocab_size,
+                       {v: getattr(args, k) for k, v in MODEL_FLAGS.items()}, cfg,
+                       resume=args.resume, command=shlex.join(["python", "train_lm.py", *argv]),
+                       resume_overrides=overrides, on_trainer=trainers.append)
+    except ChatbotError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; the last saved checkpoint in {args.out} is kept "
+              f"(continue with --resume).", file=sys.stderr)
+        return 130
+    print(f"{result['reason']} at step {result['steps']}: validation "
+          f"{result['val_nats_per_char']:.4f} nats/char, {result['val_bits_per_char']:.4f} bits/char. "
+          f"Chat with it: python -m chatbot chat --model {args.out}")
+    if result["reason"] == "stopped":
+        print(f"continue with: python train_lm.py --out {args.out} --resume")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
