@@ -32,7 +32,7 @@ def test_config_records_model_tokenizer_training_corpus_and_metrics(tiny_checkpo
     assert config["format"] == "lstm-chat/1"
     assert config["model"]["cell"] == "lstm" and config["model"]["hidden_size"] == 96
     assert config["tokenizer"]["kind"] == "char"
-    assert config["training"]["max_steps"] == 400
+    assert config["training"]["max_steps"] == 600
     assert len(config["corpus"]["sha256"]) == 64
     assert REQUIRED_METRICS <= set(config["metrics"])
     assert sorted(p.name for p in tiny_checkpoint.iterdir() if p.is_file()) == [

@@ -1,0 +1,116 @@
+"""The commands a user types: terminal chat, generate, and every bad input getting a clear
+one-line error (exit code 2, no traceback)."""
+
+import pickle
+
+import pytest
+
+from conftest import run_cli, write_chat_corpus
+
+
+def chat(model, script, *flags):
+    return run_cli("-m", "chatbot", "chat", "--model", str(model), "--seed", "1",
+                   "--max-new-tokens", "40", *flags, input=script)
+
+
+def test_terminal_chat_streams_replies_and_obeys_commands(tiny_checkpoint):
+    r = chat(tiny_checkpoint, "hello\n/temp 0.5\n/regen\n/temp hot\n/reset\nwhat is an lstm?\n/help\n/quit\n")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert out.count("bot> ") == 3  # hello, /regen, the question
+    assert "(temperature 0.5)" in out and "(memory cleared)" in out
+    assert "error: /temp needs a number" in out  # a bad command does not end the chat
+    assert "/reset (fresh memory)" in out
+    assert "Traceback" not in r.stderr
+
+
+def test_terminal_chat_ends_at_end_of_input(tiny_checkpoint):
+    r = chat(tiny_checkpoint, "hello\n")
+    assert r.returncode == 0 and r.stdout.count("bot> ") == 1
+
+
+def test_chat_with_a_trained_model_answers_in_the_bot_role(tiny_checkpoint):
+    """The tiny model learned its six conversations: greedy replies are the bot's lines."""
+    r = chat(tiny_checkpoint, "hello\nwhat does the forget gate do?\n", "--temperature", "0")
+    replies = [line.split("bot> ", 1)[1] for line in r.stdout.splitlines() if "bot> " in line]
+    assert replies == ["Hi! How are you today?", "It decides what the cell state keeps."]
+
+
+def test_generate_is_repeatable_with_a_seed(tiny_checkpoint):
+    args = ("-m", "chatbot", "generate", "--model", str(tiny_checkpoint), "--prompt", "An LSTM",
+            "--temperature", "0.9", "--top-k", "20", "--top-p", "0.95", "--max-new-tokens", "50")
+    a, b = run_cli(*args, "--seed", "11"), run_cli(*args, "--seed", "11")
+    assert a.returncode == 0, a.stderr
+    assert a.stdout == b.stdout and a.stdout.strip()
+
+
+def test_generate_chat_mode_prints_the_reply(tiny_checkpoint):
+    r = run_cli("-m", "chatbot", "generate", "--model", str(tiny_checkpoint), "--chat",
+                "--prompt", "what is an lstm?", "--temperature", "0")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "An LSTM is a recurrent network with gates."
+
+
+def refused(result, *fragments):
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: ")
+    for fragment in fragments:
+        assert fragment in result.stderr, (fragment, result.stderr)
+
+
+@pytest.mark.parametrize("content, fragments", [
+    (b"", ["empty.txt", "the corpus is empty"]),
+    (b" \n\n\t  \n", ["empty.txt", "the corpus is empty"]),
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", ["empty.txt", "binary", "byte offset 8"]),
+    (b"good text\nthen caf\xe9", ["empty.txt", "not UTF-8", "byte offset 18"]),
+    (b"hi there", ["too short", "--seq-len"]),
+])
+def test_bad_corpora_get_clear_errors(tmp_path, content, fragments):
+    corpus = tmp_path / "empty.txt"
+    corpus.write_bytes(content)
+    refused(run_cli("train_lm.py", "--corpus", str(corpus), "--out", str(tmp_path / "m")), *fragments)
+
+
+def test_sentencepiece_vocab_the_corpus_cannot_support(tmp_path):
+    corpus = write_chat_corpus(tmp_path / "c.jsonl", repeats=2)
+    refused(run_cli("train_lm.py", "--corpus", str(corpus), "--out", str(tmp_path / "m"),
+                    "--tokenizer", "bpe", "--vocab-size", "100"), "--vocab-size 100 is too small", "at least")
+    refused(run_cli("train_lm.py", "--corpus", str(corpus), "--out", str(tmp_path / "m"),
+                    "--tokenizer", "unigram"), "needs --vocab-size")
+
+
+def test_an_existing_run_is_never_overwritten(tiny_checkpoint, tmp_path, chat_corpus):
+    import shutil
+    folder = shutil.copytree(tiny_checkpoint, tmp_path / "run")
+    shutil.copytree(tiny_checkpoint.parent / "tiny" / "resume", folder / "resume", dirs_exist_ok=True)
+    before = (folder / "model.safetensors").read_bytes()
+    refused(run_cli("train_lm.py", "--corpus", str(chat_corpus), "--out", str(folder)),
+            "already holds a training run", "--resume")
+    assert (folder / "model.safetensors").read_bytes() == before
+
+
+def test_missing_corrupt_and_pickled_checkpoints(tmp_path, tiny_checkpoint):
+    refused(run_cli("-m", "chatbot", "chat", "--model", str(tmp_path / "none")),
+            "no checkpoint at", "python train_lm.py")
+    import shutil
+    broken = shutil.copytree(tiny_checkpoint, tmp_path / "broken")
+    (broken / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\": ")
+    refused(run_cli("-m", "chatbot", "generate", "--model", str(broken), "--prompt", "x"),
+            "model.safetensors")
+    evil = tmp_path / "model.pt"
+    evil.write_bytes(pickle.dumps({"weights": [1, 2, 3]}))
+    refused(run_cli("-m", "chatbot", "chat", "--model", str(evil)), "pickle", "refused")
+
+
+@pytest.mark.parametrize("flag, value, fragment", [
+    ("--temperature", "-1", "temperature must be a number from 0"),
+    ("--top-p", "0", "top_p must be in (0, 1]"),
+    ("--top-p", "1.5", "top_p must be in (0, 1]"),
+    ("--top-k", "-3", "top_k must be"),
+    ("--max-new-tokens", "0", "max_new_tokens must be"),
+    ("--repetition-penalty", "0.5", "repetition_penalty must be"),
+])
+def test_absurd_sampling_values(tiny_checkpoint, flag, value, fragment):
+    refused(run_cli("-m", "chatbot", "generate", "--model", str(tiny_checkpoint), "--prompt", "hi",
+                    flag, value), fragment)
