@@ -39,16 +39,22 @@ class Corpus:
         return sum(len(t) for t in self.texts())
 
     def encode(self, tokenizer: Tokenizer) -> list[int]:
-        """The whole corpus as one id stream; documents are separated by a blank line or,
+        """The whole corpus as one id stream; documents are separated by a newline or,
         for conversations, by their turn markers."""
+        return self.encode_with_starts(tokenizer)[0]
+
+    def encode_with_starts(self, tokenizer: Tokenizer) -> tuple[list[int], list[int]]:
+        """The id stream and the position where each document (conversation) begins."""
         ids: list[int] = []
+        starts: list[int] = []
         for doc in self.documents:
+            starts.append(len(ids))
             if isinstance(doc, str):
                 ids.extend(tokenizer.encode(doc if doc.endswith("\n") else doc + "\n"))
             else:
                 for role, text in doc:
                     ids.extend(turn_ids(tokenizer, role, text))
-        return ids
+        return ids, starts
 
 
 def turn_ids(tokenizer: Tokenizer, role: str, text: str) -> list[int]:

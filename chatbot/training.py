@@ -100,7 +100,7 @@ class Trainer:
         self.out, self.model, self.tokenizer, self.split = Path(out), model, tokenizer, split
         self.cfg, self.info, self.device = cfg, info, device
         self.on_event = on_event or (lambda event: None)
-        self.streams = Streams(split.train, cfg.batch_size, cfg.seq_len)
+        self.streams = Streams(split.train, cfg.batch_size, cfg.seq_len, split.train_starts, cfg.seed)
         decay = [p for p in model.parameters() if p.dim() >= 2]
         no_decay = [p for p in model.parameters() if p.dim() < 2]
         self.optimizer = torch.optim.AdamW(
@@ -267,8 +267,8 @@ def train(corpus: str | Path | None, out: str | Path, tokenizer_kind: str = "cha
     else:
         tokenizer = train_tokenizer(tokenizer_kind, text.texts(), vocab_size)
         model_cfg = ModelConfig(vocab_size=tokenizer.vocab_size, **(model_settings or {}))
-    ids = text.encode(tokenizer)
-    split = split_ids(ids, cfg.val_fraction, tokenizer, cfg.seq_len)
+    ids, doc_starts = text.encode_with_starts(tokenizer)
+    split = split_ids(ids, cfg.val_fraction, tokenizer, cfg.seq_len, doc_starts)
     model = LanguageModel(model_cfg).to(device)
     if not resume:
         info = {"model": model_cfg.to_dict(), "tokenizer": tokenizer.describe(),
