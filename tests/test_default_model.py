@@ -1,0 +1,58 @@
+"""The shipped default model: present, small, reproducible from the README, and able to chat."""
+
+import json
+import re
+import shlex
+
+import pytest
+
+from chatbot.chat import ChatSession
+from chatbot.checkpoint import load_checkpoint
+from chatbot.corpus import load_corpus
+from chatbot.sampling import SamplingConfig
+from conftest import ROOT
+
+DEFAULT = ROOT / "models" / "default"
+
+
+@pytest.fixture(scope="module")
+def ckpt():
+    return load_checkpoint(DEFAULT)
+
+
+def test_it_is_small_enough_to_ship():
+    files = [p for p in DEFAULT.iterdir() if p.is_file()]
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in files}
+    assert sum(p.stat().st_size for p in files) <= 10 * 1024 * 1024
+
+
+def test_config_records_how_it_was_made(ckpt):
+    config = ckpt.config
+    assert set(ckpt.metrics) >= {"val_nats_per_char", "val_bits_per_char", "steps", "tokens_seen",
+                                 "train_seconds"}
+    assert config["corpus"]["sha256"] == load_corpus(ROOT / "corpora").sha256  # trained on what ships
+    command = config["training"]["command"]
+    assert shlex.split(command)[:2] == ["python", "train_lm.py"]
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert command in readme
+    nats = f"{ckpt.metrics['val_nats_per_char']:.3f}"
+    assert re.search(rf"\b{re.escape(nats)}\b", readme), f"README should quote {nats} nats/char"
+
+
+@pytest.mark.parametrize("message", ["hello!", "What does the forget gate do?", "안녕하세요!",
+                                     "LSTM이 뭐예요?"])
+def test_it_chats_in_english_and_korean_and_ends_its_turns(ckpt, message):
+    korean = any("\uac00" <= ch <= "\ud7a3" for ch in message)
+    ended = 0
+    for seed in range(6):
+        s = ChatSession(ckpt.model, ckpt.tokenizer,
+                        SamplingConfig(temperature=0.5, seed=seed, max_new_tokens=300))
+        reply = "".join(s.send(message))
+        ended += s.turns[-1].reply.ended  # it closed its turn by itself
+        hangul = sum("\uac00" <= ch <= "\ud7a3" for ch in reply)
+        assert reply.strip()
+        if korean:
+            assert hangul > len(reply) / 3, reply  # answers Korean in Korean
+        else:
+            assert hangul == 0, reply
+    assert ended >= 4, f"only {ended} of 6 replies to {message!r} ended by themselves"
