@@ -36,6 +36,10 @@ class Turn:
         return len(self.prompt_ids) + len(self.reply.ids)
 
 
+def reply_seed(seed: int, turn_number: int) -> int:
+    return (seed * 1_000_003 + turn_number) % (2**63)
+
+
 class ChatSession:
     """One person's conversation with a shared model. Not thread-safe: one per user."""
 
@@ -50,14 +54,11 @@ class ChatSession:
         self.reset()
 
     def reset(self) -> None:
-        """Forget everything: zero state, empty transcript, generator re-seeded."""
+        """Forget everything: zero state, empty transcript."""
         self.state = RecurrentState.from_model(self.model.initial_state(1))
         self.turns: list[Turn] = []
         self.generator = torch.Generator()
-        if self.sampling.seed is not None:
-            self.generator.manual_seed(self.sampling.seed)
-        else:
-            self.generator.seed()
+        self.generator.seed()
 
     def send(self, message: str) -> Iterator[str]:
         """Feed the user's message, then stream the bot's reply piece by piece."""
@@ -74,13 +75,26 @@ class ChatSession:
         return self._generate(turn)
 
     def regenerate(self) -> Iterator[str]:
-        """Sample the last reply again from the state snapshotted before it."""
+        """Sample the last reply again from the state snapshotted before it. With a seed the
+        same reply comes back (the snapshot is exact); without one, a new version."""
         if not self.turns:
             raise ChatbotError("there is no reply to regenerate yet.")
         turn = self.turns[-1]
         self.state = turn.state_before_reply.clone()
         turn.reply = Reply(ids=[])
         return self._generate(turn)
+
+    def continue_reply(self) -> Iterator[str]:
+        """Extend the last reply from where it stopped (token limit, stop string or Stop)."""
+        if not self.turns:
+            raise ChatbotError("there is no reply to continue yet.")
+        turn = self.turns[-1]
+        if turn.reply.ended:
+            raise ChatbotError("the last reply is finished (the bot ended its turn); send a new message.")
+        if turn.reply.next_logits is None:  # stopped before its first token
+            return self._generate(turn)
+        return stream_reply(self.stepper, self.tokenizer, self.state, turn.reply.next_logits,
+                            self.sampling, self.generator, turn.reply)
 
     def rewind(self) -> str:
         """Undo the last turn (message and reply); returns the message so it can be edited."""
@@ -115,6 +129,11 @@ class ChatSession:
         return out
 
     def _generate(self, turn: Turn) -> Iterator[str]:
+        """Sample a reply from the snapshot. With a seed, reply n draws from a generator seeded
+        by (seed, n): a reply depends only on the state, the settings and its place in the
+        chat, so it can be reproduced after a regenerate or a reload."""
+        if self.sampling.seed is not None:
+            self.generator.manual_seed(reply_seed(self.sampling.seed, len(self.turns)))
         return stream_reply(self.stepper, self.tokenizer, self.state, turn.logits_before_reply,
                             self.sampling, self.generator, turn.reply)
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from chatbot.chat import MAX_MESSAGE_CHARS, ChatSession
+from chatbot.chat import MAX_MESSAGE_CHARS, ChatSession, reply_seed
 from chatbot.checkpoint import load_checkpoint
 from chatbot.errors import ChatbotError
 from chatbot.sampling import Reply, SamplingConfig, stream_reply
@@ -32,13 +32,12 @@ def test_reply_is_identical_whether_state_was_carried_or_rebuilt(ckpt):
     a = session(ckpt, temperature=0.9)
     for message in MESSAGES[:-1]:
         "".join(a.send(message))
-    rng = a.generator.get_state()
     last = "".join(a.send(MESSAGES[-1]))
     history = [i for t in a.turns for i in t.prompt_ids + t.reply.ids]
     fed_before_last_reply = history[: len(history) - len(a.turns[-1].reply.ids)]
 
     b, logits = replay(ckpt, fed_before_last_reply, temperature=0.9)
-    b.generator.set_state(rng)
+    b.generator.manual_seed(reply_seed(7, len(MESSAGES)))  # what a's fifth reply drew from
     reply = Reply(ids=[])
     text = "".join(stream_reply(b.stepper, b.tokenizer, b.state, logits, b.sampling, b.generator, reply))
     assert text == last
@@ -81,10 +80,28 @@ def test_regenerate_restores_the_snapshot_before_the_reply(ckpt):
     assert s.state.equals(expected.state, atol=1e-5, rtol=1e-5)
     assert s.turns[-1].state_before_reply.equals(snapshot)
 
-    sampled = session(ckpt, temperature=1.5)
-    "".join(sampled.send("hello"))
-    versions = {"".join(sampled.regenerate()) for _ in range(4)}
-    assert len(versions) > 1  # regenerate draws a new reply from the same state
+    seeded = session(ckpt, temperature=1.5)
+    original = "".join(seeded.send("hello"))
+    assert {"".join(seeded.regenerate()) for _ in range(3)} == {original}  # seed: reproduced
+
+    unseeded = session(ckpt, temperature=1.5, seed=None)
+    "".join(unseeded.send("hello"))
+    versions = {"".join(unseeded.regenerate()) for _ in range(4)}
+    assert len(versions) > 1  # no seed: a new reply from the same state
+
+
+def test_continue_extends_a_reply_cut_at_the_token_limit(ckpt):
+    s = session(ckpt, temperature=1.0, max_new_tokens=5)
+    first = "".join(s.send("what does the forget gate do?"))
+    assert not s.turns[-1].reply.ended and len(s.turns[-1].reply.ids) == 5
+    more = "".join(s.continue_reply())
+    reply = s.turns[-1].reply
+    assert reply.text == first + more and len(reply.ids) > 5
+    expected, _ = replay(ckpt, s.turns[-1].prompt_ids + reply.ids)
+    assert s.state.equals(expected.state, atol=1e-5, rtol=1e-5)  # the state follows the text
+    if reply.ended:
+        with pytest.raises(ChatbotError, match="finished"):
+            s.continue_reply()
 
 
 def test_a_reply_cut_short_leaves_exactly_its_own_state(ckpt):
