@@ -51,6 +51,14 @@ class ModelConfig:
     def tied(self) -> bool:
         return self.tie_weights and self.embed_size == self.hidden_size
 
+    def num_parameters(self) -> int:
+        """Counted from the shapes alone, so a picker can show sizes without loading weights."""
+        gates = {"lstm": 4, "gru": 3, "rnn": 1}[self.cell]
+        V, E, H = self.vocab_size, self.embed_size, self.hidden_size
+        layers = sum(gates * H * ((E if i == 0 else H) + H) + 2 * gates * H
+                     for i in range(self.num_layers))
+        return V * E + layers + (0 if self.tied else V * H) + V
+
     def to_dict(self) -> dict:
         return asdict(self)
 
