@@ -21,6 +21,7 @@ CONVERSATIONS = [
     [("user", "my name is Mina"), ("assistant", "Nice to meet you, Mina!"),
      ("user", "what is my name?"), ("assistant", "Your name is Mina.")],
     [("user", "오늘 날씨 어때요?"), ("assistant", "저는 창밖을 볼 수 없어요. 하지만 좋은 하루 보내세요!")],
+    [("user", "show me markup"), ("assistant", "Literal $x$ and **b** and <b>bold</b> # end")],
 ]
 
 

@@ -1,0 +1,1 @@
+"""The Streamlit pages of app.py. Each page is a thin layer over chatbot/."""

@@ -1,0 +1,168 @@
+"""Chat page: a conversation whose memory is the LSTM's state, streamed token by token.
+
+Each browser session keeps its own ChatSession in st.session_state; the model is shared.
+"""
+
+from __future__ import annotations
+
+import time
+
+import streamlit as st
+
+from app_pages.resources import loaded_model, models_dir
+from chatbot.catalog import list_checkpoints
+from chatbot.chat import MAX_MESSAGE_CHARS, ChatSession
+from chatbot.checkpoint import CONFIG_FILE
+from chatbot.errors import ChatbotError
+from chatbot.pacing import StreamStats, paced
+from chatbot.plain_text import escape_markdown, escape_stream
+from chatbot.sampling import SamplingConfig
+from chatbot.transcript import transcript_json, transcript_markdown
+
+state = st.session_state
+
+
+def sidebar_settings():
+    """Model picker and sampling controls; returns (CheckpointInfo, SamplingConfig)."""
+    infos = list_checkpoints(models_dir())
+    valid = {i.name: i for i in infos if i.valid}
+    with st.sidebar:
+        if not valid:
+            st.error(f"No usable model in {models_dir()}. Train one on the Train page, or run "
+                     f"python train_lm.py --corpus corpora/ --out {models_dir()}/mine")
+        name = st.selectbox("Model", list(valid), key="model_name",
+                            format_func=lambda n: valid[n].describe())
+        broken = [i for i in infos if not i.valid]
+        if broken:
+            with st.expander(f"{len(broken)} folder(s) in models/ cannot be loaded"):
+                for info in broken:
+                    st.caption(escape_markdown(info.describe()))
+        st.subheader("Sampling")
+        temperature = st.slider("Temperature", 0.0, 2.0, 0.8, 0.05, key="temperature",
+                                help="0 = always the likeliest token; higher = more surprising")
+        top_k = st.number_input("Top-k", 0, 5000, 0, key="top_k", help="0 = off")
+        top_p = st.slider("Top-p", 0.05, 1.0, 1.0, 0.05, key="top_p", help="1 = off")
+        penalty = st.slider("Repetition penalty", 1.0, 2.0, 1.0, 0.05, key="repetition_penalty",
+                            help="1 = off")
+        max_new = st.number_input("Max new tokens", 1, 5000, 300, key="max_new_tokens")
+        fixed = st.checkbox("Fixed seed", key="use_seed", help="the same seed gives the same replies")
+        seed = st.number_input("Seed", 0, 2**31 - 1, 0, key="seed", disabled=not fixed)
+    if name is None:
+        st.stop()
+    sampling = SamplingConfig(temperature=float(temperature), top_k=int(top_k), top_p=float(top_p),
+                              repetition_penalty=float(penalty), max_new_tokens=int(max_new),
+                              seed=int(seed) if fixed else None)
+    return valid[name], sampling
+
+
+def current_session(info, sampling) -> ChatSession:
+    """This browser session's conversation, rebuilt when the model changes."""
+    try:
+        mtime = (info.folder / CONFIG_FILE).stat().st_mtime
+        ckpt, stepper = loaded_model(str(info.folder), mtime)
+    except (ChatbotError, OSError) as exc:
+        st.error(f"Cannot load {info.name}: {exc}")
+        st.stop()
+    if state.get("chat_model") != (info.name, mtime):
+        if state.get("chat_model") is not None:
+            st.toast(f"Switched to {info.name}: a new chat starts.")
+        state.chat = ChatSession(ckpt.model, ckpt.tokenizer, sampling, stepper)
+        state.chat_model = (info.name, mtime)
+        state.reply_stats = {}
+    state.chat.sampling = sampling
+    return state.chat
+
+
+def stats_caption(index: int) -> None:
+    caption = state.reply_stats.get(index)
+    if caption:
+        st.caption(caption)
+
+
+def show_turns(chat: ChatSession, upto: int) -> None:
+    for index, turn in enumerate(chat.turns[:upto]):
+        with st.chat_message("user"):
+            st.markdown(escape_markdown(turn.user))
+        with st.chat_message("assistant"):
+            st.markdown(escape_markdown(turn.reply.text) if turn.reply.text else "*(empty reply)*")
+            stats_caption(index)
+
+
+def stream_reply(chat: ChatSession, pieces, started: float, prefix: str = "") -> None:
+    """Stream a reply into an assistant bubble. The ChatSession records every token as it is
+    sampled, so if a click or Stop interrupts this run the reply so far is already saved; the
+    `finally` closes the generators at once so the state matches the text."""
+    index = len(chat.turns) - 1
+    reply = chat.turns[-1].reply
+    tokens_before = len(reply.ids)
+    stats = StreamStats(started)
+    chunks = paced(pieces, stats)
+    try:
+        with st.chat_message("assistant"):
+            st.write_stream(escape_stream(_prefixed(prefix, chunks)))
+            tokens = len(reply.ids) - tokens_before
+            ttft = stats.time_to_first_token()
+            state.reply_stats[index] = (
+                f"{tokens} tokens · {stats.tokens_per_second(tokens):,.0f} tokens/s"
+                + (f" · first token after {ttft * 1000:,.0f} ms" if ttft is not None else "")
+                + ("" if reply.ended else " · stopped before the bot ended its turn (Continue extends it)"))
+            stats_caption(index)
+    finally:
+        chunks.close()
+
+
+def _prefixed(prefix: str, chunks):
+    if prefix:
+        yield prefix
+    yield from chunks
+
+
+info, sampling = sidebar_settings()
+chat = current_session(info, sampling)
+
+with st.sidebar:
+    # Drawn before this run's message is answered, so nothing here depends on the turn count:
+    # the buttons stay enabled (ChatSession explains when there is nothing to do) and the
+    # downloads build the transcript when clicked.
+    st.subheader("Conversation")
+    left, right = st.columns(2)
+    new_chat = left.button("New chat", use_container_width=True)
+    regenerate = right.button("Regenerate", use_container_width=True)
+    extend = st.button("Continue the last reply", use_container_width=True)
+    left, right = st.columns(2)
+    left.download_button("Markdown", lambda: transcript_markdown(chat, info.name), "transcript.md",
+                         "text/markdown", use_container_width=True)
+    right.download_button("JSON", lambda: transcript_json(chat, info.name), "transcript.json",
+                          "application/json", use_container_width=True)
+    st.caption("The bot's memory is its hidden and cell state, carried from turn to turn: "
+               "each message is fed once, never the whole history.")
+
+message = st.chat_input("Message the bot", key="message", submit_mode="stop",
+                        max_chars=MAX_MESSAGE_CHARS)
+
+if new_chat:
+    chat.reset()
+    state.reply_stats = {}
+
+started = time.perf_counter()
+try:
+    if message is not None:
+        pieces = chat.send(message)
+        show_turns(chat, len(chat.turns) - 1)
+        with st.chat_message("user"):
+            st.markdown(escape_markdown(message))
+        stream_reply(chat, pieces, started)
+    elif regenerate or extend:
+        prefix = chat.turns[-1].reply.text if extend else ""
+        pieces = chat.continue_reply() if extend else chat.regenerate()
+        show_turns(chat, len(chat.turns) - 1)
+        with st.chat_message("user"):
+            st.markdown(escape_markdown(chat.turns[-1].user))
+        stream_reply(chat, pieces, started, prefix)
+    else:
+        show_turns(chat, len(chat.turns))
+        if not chat.turns:
+            st.info(f"Chatting with **{escape_markdown(info.name)}**. Say hello! Its memory "
+                    f"starts empty and grows with the conversation.")
+except ChatbotError as exc:
+    st.error(str(exc))

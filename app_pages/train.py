@@ -1,0 +1,168 @@
+"""Train page: pick or upload a corpus, choose a tokenizer and a size, train in the background.
+
+The run lives in the server's training slot (a worker thread), so it survives reruns, page
+reloads and closed tabs; this page only polls it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from app_pages.resources import CORPORA_DIR, MAX_UPLOAD_MB, data_dir, job_slot, models_dir
+from chatbot.corpus import CORPUS_SUFFIXES, load_corpus
+from chatbot.errors import ChatbotError
+from chatbot.plain_text import escape_markdown
+from chatbot.presets import PRESETS, epoch_seconds, seconds_per_step
+from chatbot.train_job import JobRequest, JobSnapshot
+
+NAME_RULE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
+
+
+def save_upload(name: str, content: bytes) -> Path:
+    """Store an upload under data_dir()/uploads with a name we make (never the path it came
+    with), then check that it reads as a corpus; a bad file is deleted again."""
+    if len(content) > MAX_UPLOAD_MB * 1024 * 1024:
+        raise ChatbotError(f"{name} is {len(content) / 2**20:.1f} MB; the limit is {MAX_UPLOAD_MB} MB. "
+                           f"Train on a larger corpus from the command line with train_lm.py.")
+    suffix = Path(name).suffix.lower()
+    if suffix not in CORPUS_SUFFIXES:
+        raise ChatbotError(f"{name}: upload a .txt or .jsonl file.")
+    stem = re.sub(r"[^A-Za-z0-9_-]", "_", Path(name).stem)[:40] or "corpus"
+    folder = data_dir() / "uploads"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{hashlib.sha256(content).hexdigest()[:12]}-{stem}{suffix}"
+    path.write_bytes(content)
+    try:
+        load_corpus(path)
+    except ChatbotError as exc:
+        path.unlink(missing_ok=True)
+        raise ChatbotError(str(exc).replace(str(path), name)) from None
+    return path
+
+
+def corpus_choices() -> list[Path]:
+    found = [p for p in sorted(CORPORA_DIR.iterdir()) if p.is_dir() or p.suffix in CORPUS_SUFFIXES]
+    return found
+
+
+@st.cache_data(show_spinner="Timing a few training steps on this machine…")
+def measured_step_seconds(preset_name: str, vocab_bucket: int) -> float:
+    return seconds_per_step(PRESETS[preset_name], vocab_bucket)
+
+
+def duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
+def loss_chart(snap: JobSnapshot):
+    train = pd.DataFrame(snap.train_points[:: max(1, len(snap.train_points) // 400)],
+                         columns=["step", "loss"]).assign(series="train (nats/token)")
+    val = pd.DataFrame(snap.val_points, columns=["step", "loss"]).assign(series="validation (nats/char)")
+    data = pd.concat([train, val])
+    return (alt.Chart(data).mark_line(point=alt.OverlayMarkDef(size=20))
+            .encode(x="step:Q", y=alt.Y("loss:Q", title="loss"), color=alt.Color("series:N", title=None))
+            .properties(height=260))
+
+
+@st.fragment(run_every=1.0)
+def progress_panel():
+    """Polls the worker once a second; never touched by the worker thread itself."""
+    job = job_slot().job
+    snap = job.snapshot()
+    name = job.request.out.name
+    if not snap.active:
+        st.rerun(scope="app")
+    eta = f" · about {duration(snap.eta_seconds)} left" if snap.eta_seconds is not None else ""
+    st.progress(snap.progress, text=f"Training {name}: step {snap.step:,} · {duration(snap.seconds)}"
+                                    f"{eta} · {snap.tokens_per_second:,.0f} tokens/s")
+    if snap.train_points:
+        st.altair_chart(loss_chart(snap), use_container_width=True)
+    for step, text in snap.samples[-3:][::-1]:
+        st.caption(f"sample at step {step:,}")
+        st.text(text or "(empty)")
+    if st.button("Cancel (keeps the last checkpoint)", key="cancel"):
+        job.cancel()
+        st.toast("Stopping after this step and saving…")
+
+
+def last_result(snap: JobSnapshot, name: str):
+    if snap.status == "failed":
+        st.error(f"Training {name} failed: {snap.error}")
+    elif snap.result:
+        verb = "stopped" if snap.status == "cancelled" else "finished"
+        st.success(f"{name} {verb} at step {snap.result['steps']:,}: validation "
+                   f"{snap.result['val_bits_per_char']:.3f} bits/char. It is in the model picker "
+                   f"on the Chat page.")
+        if snap.train_points:
+            st.altair_chart(loss_chart(snap), use_container_width=True)
+
+
+st.title("Train a model")
+slot = job_slot()
+if slot.job is not None and slot.job.snapshot().active:
+    progress_panel()
+    st.stop()
+if slot.job is not None:
+    last_result(slot.job.snapshot(), slot.job.request.out.name)
+
+source = st.radio("Corpus", ["Upload a file", "From corpora/"], horizontal=True, key="source")
+corpus: Path | None = None
+if source == "Upload a file":
+    upload = st.file_uploader(f"A .txt file (any text) or .jsonl chat file, UTF-8, up to {MAX_UPLOAD_MB} MB",
+                              type=["txt", "jsonl"], key="upload")
+    if upload is not None:
+        try:
+            corpus = save_upload(upload.name, upload.getvalue())
+        except ChatbotError as exc:
+            st.error(str(exc))
+else:
+    options = corpus_choices()
+    corpus = st.selectbox("Corpus", options, format_func=lambda p: p.name, key="corpus_choice")
+
+if corpus is None:
+    st.stop()
+text = load_corpus(corpus)
+chars = text.characters()
+is_chat = any(not isinstance(doc, str) for doc in text.documents)
+st.caption(f"{escape_markdown(corpus.name)}: {chars:,} characters"
+           + (f", {len(text.documents):,} conversations" if is_chat else ""))
+
+left, right = st.columns(2)
+kind = left.selectbox("Tokenizer", ["char", "bpe", "unigram"], key="tokenizer",
+                      help="char: one token per character. bpe/unigram: SentencePiece subwords.")
+vocab = right.number_input("Vocabulary size", 300, 32000, 2000, step=100, key="vocab_size",
+                           disabled=kind == "char", help="SentencePiece only")
+preset_name = left.selectbox("Model size", list(PRESETS), index=1, key="preset",
+                             format_func=lambda n: f"{n}: {PRESETS[n].num_layers}×{PRESETS[n].hidden_size}")
+preset = PRESETS[preset_name]
+budget_minutes = right.number_input("Time budget (minutes)", 0.1, 240.0, 5.0, step=0.5, key="budget")
+tokens = chars if kind == "char" else chars // 3
+vocab_guess = min(len(set("".join(text.texts()))) + 4, 4000) if kind == "char" else int(vocab)
+per_epoch = epoch_seconds(preset, int(tokens * 0.9), measured_step_seconds(preset_name, vocab_guess))
+st.caption(f"{preset.about}. On this machine one epoch of this corpus takes about "
+           f"{duration(per_epoch)}; the budget allows about {budget_minutes * 60 / per_epoch:.1f} epochs.")
+
+name = st.text_input("Name of the new model", key="model_out",
+                     placeholder="letters, digits, - and _ (it becomes a folder in models/)")
+problem = None
+if name and not NAME_RULE.match(name):
+    problem = "use letters, digits, - and _ only (up to 40), starting with a letter or digit."
+elif name and (models_dir() / name).exists():
+    problem = f"models/{name} already exists; choose another name."
+if problem:
+    st.error(f"Model name: {problem}")
+if st.button("Train", type="primary", disabled=not name or problem is not None, key="train"):
+    try:
+        slot.start(JobRequest(corpus=corpus, out=models_dir() / name, tokenizer=kind,
+                              vocab_size=None if kind == "char" else int(vocab), preset=preset,
+                              time_budget=budget_minutes * 60, chat=is_chat))
+    except ChatbotError as exc:
+        st.error(str(exc))
+    else:
+        st.rerun()

@@ -1,0 +1,177 @@
+"""The Streamlit app's logic, driven by streamlit.testing.v1.AppTest against the real model."""
+
+import json
+import shutil
+import time
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from chatbot.plain_text import escape_markdown
+from conftest import ROOT, write_chat_corpus
+
+MARKUP = "Literal $x$ and **b** and <b>bold</b> # end"
+
+
+@pytest.fixture
+def app_env(tiny_checkpoint, tmp_path, monkeypatch):
+    """The app pointed at a models folder holding the tiny test model."""
+    models = tmp_path / "models"
+    shutil.copytree(tiny_checkpoint, models / "tiny")
+    monkeypatch.setenv("LSTM_CHAT_MODELS", str(models))
+    monkeypatch.setenv("LSTM_CHAT_DATA", str(tmp_path / "data"))
+    return models
+
+
+def start(**widgets) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.run()
+    assert not at.exception, at.exception
+    for key, value in widgets.items():  # sliders, by key
+        at.slider(key=key).set_value(value)
+    if widgets:
+        at.run()
+    return at
+
+
+def say(at: AppTest, message: str) -> str:
+    at.chat_input[0].set_value(message).run()
+    assert not at.exception, at.exception
+    bubbles = at.chat_message
+    assert bubbles[-1].name == "assistant"
+    return bubbles[-1].markdown[0].value
+
+
+def test_a_chat_turn_streams_an_assistant_reply_with_its_numbers(app_env):
+    at = start(temperature=0.0)
+    reply = say(at, "hello")
+    assert [m.name for m in at.chat_message] == ["user", "assistant"]
+    assert reply == escape_markdown("Hi! How are you today?")
+    caption = at.chat_message[-1].caption[0].value
+    assert "tokens/s" in caption and "first token after" in caption
+    assert len(at.session_state.chat.turns) == 1
+
+
+def test_model_output_is_shown_literally_never_as_markup(app_env):
+    at = start(temperature=0.0)
+    shown = say(at, "show me markup")
+    assert at.session_state.chat.turns[-1].reply.text == MARKUP
+    assert shown == escape_markdown(MARKUP)
+    for raw in ("$x$", "**b**", "<b>"):
+        assert raw not in shown  # every markup character arrives backslash-escaped
+
+
+def test_sidebar_controls_reach_the_session(app_env):
+    at = start()
+    at.sidebar.slider(key="temperature").set_value(0.3)
+    at.sidebar.slider(key="top_p").set_value(0.9)
+    at.sidebar.number_input(key="top_k").set_value(7)
+    at.sidebar.number_input(key="max_new_tokens").set_value(12)
+    at.sidebar.checkbox(key="use_seed").check()
+    at.run()  # the seed box enables once "Fixed seed" is ticked
+    at.sidebar.number_input(key="seed").set_value(42)
+    at.run()
+    sampling = at.session_state.chat.sampling
+    assert (sampling.temperature, sampling.top_p, sampling.top_k, sampling.max_new_tokens, sampling.seed) \
+        == (0.3, 0.9, 7, 12, 42)
+    say(at, "what is an lstm?")
+    assert len(at.session_state.chat.turns[-1].reply.ids) <= 12
+
+
+def test_new_chat_forgets_everything(app_env):
+    at = start(temperature=0.0)
+    say(at, "my name is Mina")
+    chat = at.session_state.chat
+    assert chat.turns and any(h.abs().sum() > 0 for h in chat.state.h)
+    at.sidebar.button[0].click().run()  # New chat
+    chat = at.session_state.chat
+    assert chat.turns == [] and all(h.abs().sum() == 0 for h in chat.state.h)
+    assert not at.chat_message
+
+
+def test_regenerate_restores_the_snapshot(app_env):
+    at = start(temperature=1.0)
+    at.sidebar.checkbox(key="use_seed").check()
+    at.run()
+    at.sidebar.number_input(key="seed").set_value(5)
+    at.run()
+    first = say(at, "what does the forget gate do?")
+    chat = at.session_state.chat
+    snapshot = chat.turns[-1].state_before_reply.clone()
+    after_first = chat.state.clone()
+    regenerate = next(b for b in at.sidebar.button if b.label == "Regenerate")
+    regenerate.click().run()
+    assert not at.exception
+    assert at.chat_message[-1].markdown[0].value == first  # same seed, same snapshot: same reply
+    assert len(at.chat_message) == 2  # replaced, not appended
+    assert at.session_state.chat.turns[-1].state_before_reply.equals(snapshot)
+    assert at.session_state.chat.state.equals(after_first, atol=1e-6, rtol=1e-6)
+
+
+def test_transcript_downloads_are_built_from_the_session(app_env):
+    at = start(temperature=0.0)
+    say(at, "hello")
+    labels = [d.label for d in at.sidebar.get("download_button")]
+    assert labels == ["Markdown", "JSON"]
+    from chatbot.transcript import transcript_json, transcript_markdown
+    chat = at.session_state.chat
+    data = json.loads(transcript_json(chat, "tiny"))
+    assert data["messages"] == [{"role": "user", "content": "hello"},
+                                {"role": "assistant", "content": "Hi! How are you today?"}]
+    assert data["sampling"]["temperature"] == 0.0
+    assert "**You:** hello" in transcript_markdown(chat, "tiny")
+
+
+def upload_page(app_env) -> AppTest:
+    at = start()
+    at.switch_page("app_pages/train.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("empty.txt", b"  \n ", "the corpus is empty"),
+    ("latin.txt", b"caf\xe9 au lait", "not UTF-8"),
+    ("blob.txt", b"GIF89a\x00\x01", "binary"),
+    ("huge.txt", b"a" * (21 * 1024 * 1024), "the limit is 20 MB"),
+])
+def test_bad_uploads_show_a_clear_error(app_env, tmp_path, name, content, message):
+    at = upload_page(app_env)
+    at.get("file_uploader")[0].set_value((name, content, "text/plain"))
+    at.run()
+    errors = [e.value for e in at.error]
+    assert any(message in e and name in e for e in errors), errors
+    assert not list((tmp_path / "data" / "uploads").glob("*"))  # nothing bad is kept
+    assert str(tmp_path) not in " ".join(errors)  # the server's paths stay private
+
+
+def test_train_page_trains_an_uploaded_corpus_into_a_selectable_model(app_env, tmp_path):
+    from app_pages.resources import job_slot
+
+    corpus = write_chat_corpus(tmp_path / "mine.jsonl", repeats=10).read_bytes()
+    at = upload_page(app_env)
+    at.get("file_uploader")[0].set_value(("../../escape me.jsonl", corpus, "application/json"))
+    at.run()
+    assert not at.error, [e.value for e in at.error]
+    at.selectbox(key="preset").set_value("tiny")
+    at.number_input(key="budget").set_value(0.1)  # six seconds
+    at.text_input(key="model_out").set_value("fresh")
+    at.run()
+    at.button(key="train").click().run()
+    job = job_slot().job
+    assert job is not None and job.request.out == app_env / "fresh"
+    assert job.request.corpus.parent == tmp_path / "data" / "uploads"  # stored under our name
+    deadline = time.time() + 120
+    while job.snapshot().active and time.time() < deadline:
+        time.sleep(0.2)
+    assert job.snapshot().status == "finished", job.snapshot().error
+    at.run()
+    assert any("fresh finished" in s.value for s in at.success)
+    at.switch_page("app_pages/chat.py").run()
+    options = at.sidebar.selectbox(key="model_name").options
+    assert any(o.startswith("fresh") for o in options)
+    at.sidebar.selectbox(key="model_name").set_value("fresh").run()
+    assert not at.exception
+    assert at.session_state.chat_model[0] == "fresh"
+    config = json.loads((app_env / "fresh" / "config.json").read_text())
+    assert config["training"]["time_budget"] == pytest.approx(6.0)
