@@ -91,7 +91,8 @@ def show_turns(chat: ChatSession, upto: int) -> None:
 def stream_reply(chat: ChatSession, pieces, started: float, prefix: str = "") -> None:
     """Stream a reply into an assistant bubble. The ChatSession records every token as it is
     sampled, so if a click or Stop interrupts this run the reply so far is already saved; the
-    `finally` closes the generators at once so the state matches the text."""
+    `finally` closes the generators at once so the state matches the text, and keeps the
+    reply's numbers for the next run to show."""
     index = len(chat.turns) - 1
     reply = chat.turns[-1].reply
     tokens_before = len(reply.ids)
@@ -100,15 +101,18 @@ def stream_reply(chat: ChatSession, pieces, started: float, prefix: str = "") ->
     try:
         with st.chat_message("assistant"):
             st.write_stream(escape_stream(_prefixed(prefix, chunks)))
-            tokens = len(reply.ids) - tokens_before
-            ttft = stats.time_to_first_token()
-            state.reply_stats[index] = (
-                f"{tokens} tokens · {stats.tokens_per_second(tokens):,.0f} tokens/s"
-                + (f" · first token after {ttft * 1000:,.0f} ms" if ttft is not None else "")
-                + ("" if reply.ended else " · stopped before the bot ended its turn (Continue extends it)"))
+            state.reply_stats[index] = reply_caption(stats, len(reply.ids) - tokens_before, reply.ended)
             stats_caption(index)
-    finally:
+    finally:  # also after a Stop or a click: the numbers of what was sampled
         chunks.close()
+        state.reply_stats[index] = reply_caption(stats, len(reply.ids) - tokens_before, reply.ended)
+
+
+def reply_caption(stats: StreamStats, tokens: int, ended: bool) -> str:
+    ttft = stats.time_to_first_token()
+    return (f"{tokens} tokens · {stats.tokens_per_second(tokens):,.0f} tokens/s"
+            + (f" · first token after {ttft * 1000:,.0f} ms" if ttft is not None else "")
+            + ("" if ended else " · stopped before the bot ended its turn (Continue extends it)"))
 
 
 def _prefixed(prefix: str, chunks):

@@ -36,8 +36,10 @@ class Turn:
         return len(self.prompt_ids) + len(self.reply.ids)
 
 
-def reply_seed(seed: int, turn_number: int) -> int:
-    return (seed * 1_000_003 + turn_number) % (2**63)
+def reply_seed(seed: int, turn_number: int, tokens_so_far: int = 0) -> int:
+    """The generator seed for a reply: a function of the user's seed and the reply's place
+    (turn number, and how many tokens a continued reply already has)."""
+    return (seed * 1_000_003 + turn_number * 100_003 + tokens_so_far) % (2**63)
 
 
 class ChatSession:
@@ -93,6 +95,7 @@ class ChatSession:
             raise ChatbotError("the last reply is finished (the bot ended its turn); send a new message.")
         if turn.reply.next_logits is None:  # stopped before its first token
             return self._generate(turn)
+        self._seed(len(self.turns), len(turn.reply.ids))
         return stream_reply(self.stepper, self.tokenizer, self.state, turn.reply.next_logits,
                             self.sampling, self.generator, turn.reply)
 
@@ -110,6 +113,7 @@ class ChatSession:
         if not text:
             raise ChatbotError("the prompt is empty: give some text to continue.")
         logits = self.feed(self.tokenizer.encode(text))
+        self._seed(len(self.turns))
         return stream_reply(self.stepper, self.tokenizer, self.state, logits, self.sampling,
                             self.generator, Reply(ids=[]))
 
@@ -132,10 +136,13 @@ class ChatSession:
         """Sample a reply from the snapshot. With a seed, reply n draws from a generator seeded
         by (seed, n): a reply depends only on the state, the settings and its place in the
         chat, so it can be reproduced after a regenerate or a reload."""
-        if self.sampling.seed is not None:
-            self.generator.manual_seed(reply_seed(self.sampling.seed, len(self.turns)))
+        self._seed(len(self.turns))
         return stream_reply(self.stepper, self.tokenizer, self.state, turn.logits_before_reply,
                             self.sampling, self.generator, turn.reply)
+
+    def _seed(self, turn_number: int, tokens_so_far: int = 0) -> None:
+        if self.sampling.seed is not None:
+            self.generator.manual_seed(reply_seed(self.sampling.seed, turn_number, tokens_so_far))
 
     @staticmethod
     def _check(message: str) -> str:

@@ -9,28 +9,35 @@ import string
 from typing import Iterable, Iterator
 
 _PUNCTUATION = re.compile("([" + re.escape(string.punctuation) + "])")
-_LEADING_SPACES = re.compile(r"^ +")
-NBSP = "\u00a0"
+NBSP = "&#160;"  # a no-break space, written as a character reference: Markdown keeps it
 
 
-def escape_markdown(text: str, at_line_start: bool = True) -> str:
-    """Markdown source that renders as exactly `text`: every ASCII punctuation mark is escaped
-    (CommonMark allows it for all of them), spaces that open a line become no-break spaces so
-    they cannot start a code block, and each line break stays a line break.
+def escape_markdown(text: str, before: str = "\n") -> str:
+    """Markdown source that renders as exactly `text`.
 
-    `at_line_start=False` says the text continues a line (a streamed chunk), so its first
-    spaces are ordinary."""
-    lines = _PUNCTUATION.sub(r"\\\1", text.replace("\t", "    ")).split("\n")
-    for i, line in enumerate(lines):
-        if i > 0 or at_line_start:
-            lines[i] = _LEADING_SPACES.sub(lambda m: NBSP * len(m.group(0)), line)
-    return "  \n".join(lines)
+    Every ASCII punctuation mark is backslash-escaped (CommonMark allows it for all of them).
+    A space that opens a line or follows another space becomes a no-break space, so spaces
+    neither collapse nor start a code block. Each line break stays a line break. `before` is
+    the character shown just before `text` ("\\n" at the start), for text arriving in pieces.
+    """
+    text = _PUNCTUATION.sub(r"\\\1", text.replace("\t", "    "))
+    out = []
+    previous = before
+    for ch in text:
+        if ch == " " and previous in (" ", "\n"):
+            out.append(NBSP)
+        elif ch == "\n":
+            out.append("  \n")
+        else:
+            out.append(ch)
+        previous = ch
+    return "".join(out)
 
 
 def escape_stream(chunks: Iterable[str]) -> Iterator[str]:
     """escape_markdown for text arriving in pieces; the pieces join to the escaped whole."""
-    at_line_start = True
+    before = "\n"
     for chunk in chunks:
         if chunk:
-            yield escape_markdown(chunk, at_line_start)
-            at_line_start = chunk.endswith("\n")
+            yield escape_markdown(chunk, before)
+            before = chunk[-1]

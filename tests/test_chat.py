@@ -163,3 +163,13 @@ def test_any_unicode_message_is_accepted(ckpt):
         reply = "".join(s.send(message))
         assert isinstance(reply, str)
     assert torch.isfinite(torch.stack(s.state.h)).all()
+
+
+def test_plain_completion_and_continuation_are_repeatable_with_a_seed(ckpt):
+    def run():
+        s = session(ckpt, temperature=2.0, max_new_tokens=3)
+        completion = "".join(s.complete("An LSTM"))
+        cut = "".join(s.send("hello"))  # three tokens: cut before the bot ended its turn
+        return completion, cut, "".join(s.continue_reply())
+
+    assert run() == run()

@@ -23,7 +23,7 @@ def folder(tiny_checkpoint, tmp_path):
 
 
 def reply(ckpt, seed=3):
-    s = ChatSession(ckpt.model, ckpt.tokenizer, SamplingConfig(temperature=1.0, seed=seed, max_new_tokens=60))
+    s = ChatSession(ckpt.model, ckpt.tokenizer, SamplingConfig(temperature=2.0, seed=seed, max_new_tokens=60))
     return "".join(s.send("what is an lstm?"))
 
 

@@ -19,19 +19,24 @@ def unescape(source: str) -> str:
         elif source.startswith("  \n", i):
             out.append("\n")
             i += 3
+        elif source.startswith(NBSP, i):
+            out.append(" ")
+            i += len(NBSP)
         else:
             out.append(source[i])
             i += 1
-    return "".join(out).replace(NBSP, " ")
+    return "".join(out)
 
 
 def test_every_markdown_character_is_escaped():
     source = escape_markdown(HOSTILE)
-    for i, ch in enumerate(source):  # HOSTILE has no backslash: each one here escapes
+    bare = source.replace(NBSP, " ")
+    for i, ch in enumerate(bare):  # HOSTILE has no backslash: each one here escapes
         if ch in string.punctuation and ch != "\\":
-            assert source[i - 1] == "\\", source[:i + 1]
+            assert bare[i - 1] == "\\", bare[:i + 1]
     assert "\\$x\\$" in source and "\\*\\*b\\*\\*" in source and "\\<b\\>" in source
     assert f"\n{NBSP * 4}not code" in source  # cannot open an indented code block
+    assert escape_markdown("a  b") == f"a {NBSP}b"  # spaces do not collapse
     assert unescape(source) == HOSTILE
 
 
@@ -41,6 +46,7 @@ def test_streamed_chunks_escape_to_the_same_text_as_the_whole():
         assert unescape("".join(escape_stream(chunks))) == HOSTILE
     # a chunk that continues a line keeps its ordinary space
     assert "".join(escape_stream(["a", " b"])) == "a b"
+    assert "".join(escape_stream(["a ", " b"])) == f"a {NBSP}b"
 
 
 def test_paced_groups_pieces_into_at_most_max_updates_per_second():

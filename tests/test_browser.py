@@ -1,0 +1,268 @@
+"""End to end in a real browser: `streamlit run app.py` driven by Playwright in Debian's
+headless Chromium. Screenshots of every step go to test-artifacts/browser/."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from chatbot.chat import ChatSession, reply_seed
+from chatbot.checkpoint import load_checkpoint
+from chatbot.sampling import SamplingConfig
+from chatbot.training import TrainConfig, train
+from conftest import ROOT
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = ROOT / "test-artifacts" / "browser"
+MARKUP = "Literal $x$ and **b** and <b>bold</b> # end"
+LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                                reason="needs Debian's Chromium: apt-get install -y chromium (.ci/run does)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def train_slow_talker(folder: Path) -> Path:
+    """A wide model trained on plain text: it never ends its turn and samples ~800 tokens/s,
+    so a 5,000-token reply streams for seconds (long enough to watch it grow and to stop it)."""
+    corpus = folder / "plain.txt"
+    corpus.write_text("The cell state carries memory from step to step while the gates decide "
+                      "what to keep. " * 300, encoding="utf-8")
+    out = folder / "models" / "plain-slow"
+    train(corpus, out, "char", None, {"hidden_size": 768, "num_layers": 2},
+          TrainConfig(max_steps=40, seq_len=32, batch_size=8, eval_every=40, warmup_steps=5))
+    shutil.rmtree(out / "resume")
+    return out
+
+
+@pytest.fixture(scope="module")
+def server(tiny_checkpoint, tmp_path_factory):
+    base = tmp_path_factory.mktemp("browser")
+    models = base / "models"
+    shutil.copytree(tiny_checkpoint, models / "chat", ignore=shutil.ignore_patterns("resume"))
+    train_slow_talker(base)
+    port = free_port()
+    env = {**os.environ, "LSTM_CHAT_MODELS": str(models), "LSTM_CHAT_DATA": str(base / "data")}
+    log = open(base / "streamlit.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
+                    break
+            except OSError:
+                pass
+            assert proc.poll() is None and time.time() < deadline, (base / "streamlit.log").read_text()
+            time.sleep(0.3)
+        yield url, models
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.set_default_timeout(60_000)
+        yield page
+        browser.close()
+
+
+class Chat:
+    """The page as a person uses it."""
+
+    def __init__(self, page, url):
+        self.page, self.url, self.shots = page, url, 0
+
+    def open(self):
+        self.page.goto(self.url)
+        self.page.wait_for_selector('[data-testid="stChatInput"] textarea')
+
+    def shot(self, name: str):
+        self.shots += 1
+        self.page.screenshot(path=str(ARTIFACTS / f"{self.shots:02d}-{name}.png"), full_page=True)
+
+    def bubbles(self):
+        return self.page.locator('[data-testid="stChatMessage"]')
+
+    def text(self, index: int) -> str:
+        bubble = self.bubbles().nth(index)
+        return bubble.locator('[data-testid="stMarkdownContainer"]').first.inner_text().replace("\u00a0", " ")
+
+    def type(self, message: str):
+        box = self.page.locator('[data-testid="stChatInput"] textarea')
+        box.fill(message)
+        box.press("Enter")
+
+    def wait_for_reply(self, count: int):
+        """Until bubble `count` (an assistant reply) carries its stats caption: the run ended."""
+        self.page.wait_for_function(
+            """n => { const m = document.querySelectorAll('[data-testid="stChatMessage"]');
+                      return m.length >= n && m[n - 1].querySelector('[data-testid="stCaptionContainer"]'); }""",
+            arg=count)
+        self.page.wait_for_selector('[data-testid="stChatInputStopButton"]', state="detached")
+
+    def say(self, message: str) -> str:
+        before = self.bubbles().count()
+        self.type(message)
+        self.wait_for_reply(before + 2)
+        return self.text(before + 1)
+
+    def rerun_done(self):
+        self.page.wait_for_timeout(300)
+        self.page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')")
+
+    def set_number(self, label: str, value: int):
+        box = self.page.locator(f'input[aria-label="{label}"]')
+        box.fill(str(value))
+        box.press("Enter")
+        self.rerun_done()
+
+    def pick_model(self, name: str):
+        self.page.locator('[data-testid="stSelectbox"]').first.click()
+        self.page.get_by_role("option", name=re.compile(f"^{re.escape(name)} ")).click()
+        self.rerun_done()
+
+
+def shown(text: str) -> str:
+    """Text as a browser draws it: a trailing space at the end of a paragraph is not drawn."""
+    return text.rstrip(" ")
+
+
+def library_session(folder, **sampling) -> ChatSession:
+    ckpt = load_checkpoint(folder)
+    settings = {"temperature": 0.8, "max_new_tokens": 300, "seed": 0, **sampling}
+    return ChatSession(ckpt.model, ckpt.tokenizer, SamplingConfig(**settings))
+
+
+def fresh_state_reply(folder, message: str, turn_number: int) -> str:
+    """What the bot would say to `message` with no memory but the same random draws."""
+    s = library_session(folder)
+    pieces = s.send(message)
+    s.generator.manual_seed(reply_seed(0, turn_number))
+    return "".join(pieces)
+
+
+def test_chat_in_a_real_browser(server, page):
+    url, models = server
+    chat = Chat(page, url)
+    chat.open()
+    chat.shot("start")
+
+    # A fixed seed makes every reply reproducible by the library, so the test can tell
+    # exactly which state each reply was sampled from.
+    page.get_by_text("Fixed seed").click()
+    page.wait_for_selector('input[aria-label="Seed"]:not([disabled])')
+
+    reference = library_session(models / "chat")
+    first = chat.say("my name is Mina")
+    assert first == shown("".join(reference.send("my name is Mina")))
+    chat.shot("first-reply")
+
+    # The second reply must come from the state the first turn left. Pick a message for
+    # which memory changes the answer, so the check can tell the difference.
+    candidates = ["tell me more", "what is my name?", "and you?", "ok"]
+    for message in candidates:
+        probe = library_session(models / "chat")
+        "".join(probe.send("my name is Mina"))
+        carried = "".join(probe.send(message))
+        if carried != fresh_state_reply(models / "chat", message, 2):
+            break
+    else:
+        pytest.fail("no candidate message whose reply depends on the carried state")
+    assert chat.say(message) == shown("".join(reference.send(message))) == shown(carried)
+    chat.shot("second-reply-from-carried-state")
+
+    # Temperature to 0 (greedy): the next reply is the greedy continuation of this chat.
+    slider = page.locator('input[type="range"][aria-label="Temperature"]')
+    slider.focus()
+    slider.press("Home")
+    chat.rerun_done()
+    page.wait_for_function("""() => [...document.querySelectorAll('[data-testid="stSliderThumbValue"]')]
+                                    .some(e => e.innerText.trim() === '0.00')""")
+    reference.sampling = reference.sampling.with_(temperature=0.0)
+    assert chat.say("hello") == shown("".join(reference.send("hello")))
+    chat.shot("greedy-after-temperature-0")
+
+    # Markup the model emits shows as itself.
+    page.get_by_role("button", name="New chat").click()
+    chat.rerun_done()
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stChatMessage\"]')")
+    assert chat.say("show me markup") == MARKUP
+    bubble = chat.bubbles().nth(1)
+    assert bubble.locator("b, strong, h1, .katex").count() == 0
+    chat.shot("markup-shown-literally")
+
+    # A long reply from the slow model: watch it grow, then press Stop mid-reply.
+    chat.pick_model("plain-slow")
+    chat.set_number("Max new tokens", 5000)
+    chat.type("hello")
+    seen: list[str] = []
+    deadline = time.time() + 60
+    while time.time() < deadline and len(seen[-1] if seen else "") < 400:
+        if chat.bubbles().count() >= 2:
+            text = chat.text(1)
+            if not seen or text != seen[-1]:
+                seen.append(text)
+        page.wait_for_timeout(15)
+    chat.shot("streaming")
+    page.locator('[data-testid="stChatInputStopButton"]').click()
+    page.wait_for_selector('[data-testid="stChatInputStopButton"]', state="detached")
+    partial = chat.text(1)
+    growing = [t for t in seen if t and t != partial]
+    assert len(growing) >= 2, f"saw only {len(seen)} states: not streamed"
+    assert all(b.startswith(a) for a, b in zip(seen, seen[1:]))  # it only ever grew
+    whole = "".join(library_session(models / "plain-slow", temperature=0.0, max_new_tokens=5000).send("hello"))
+    assert 400 <= len(partial) < len(whole) and whole.startswith(partial)
+    chat.shot("stopped-partial-reply-kept")
+
+    # The next turn follows from exactly the state after the partial reply.
+    chat.set_number("Max new tokens", 200)
+    after_stop = chat.say("next")
+    with page.expect_download() as download:  # the transcript as the session holds it
+        page.get_by_role("button", name="JSON").click()
+    transcript = json.loads(Path(download.value.path()).read_text(encoding="utf-8"))
+    kept = transcript["messages"][1]["content"]
+    assert [m["content"] for m in transcript["messages"][::2]] == ["hello", "next"]
+    assert chat.text(1) == kept.rstrip(" ")  # a browser does not draw a trailing space
+    assert kept.startswith(partial) and whole.startswith(kept)
+    slow = library_session(models / "plain-slow", temperature=0.0, max_new_tokens=5000)
+    pieces = slow.send("hello")
+    while len(slow.turns[-1].reply.text) < len(kept):
+        next(pieces)
+    pieces.close()  # what Stop did
+    assert slow.turns[-1].reply.text == kept
+    slow.sampling = slow.sampling.with_(max_new_tokens=200)
+    assert after_stop == shown("".join(slow.send("next")))
+    chat.shot("next-turn-after-stop")
+
+    # Reloading gives a fresh, working page (conversations persist from issue 6 on).
+    page.reload()
+    page.wait_for_selector('[data-testid="stChatInput"] textarea')
+    assert page.locator('[data-testid="stException"]').count() == 0
+    chat.shot("after-reload")
