@@ -130,14 +130,14 @@ with st.sidebar:
     # downloads build the transcript when clicked.
     st.subheader("Conversation")
     left, right = st.columns(2)
-    new_chat = left.button("New chat", use_container_width=True)
-    regenerate = right.button("Regenerate", use_container_width=True)
-    extend = st.button("Continue the last reply", use_container_width=True)
+    new_chat = left.button("New chat", width="stretch")
+    regenerate = right.button("Regenerate", width="stretch")
+    extend = st.button("Continue the last reply", width="stretch")
     left, right = st.columns(2)
     left.download_button("Markdown", lambda: transcript_markdown(chat, info.name), "transcript.md",
-                         "text/markdown", use_container_width=True)
+                         "text/markdown", width="stretch")
     right.download_button("JSON", lambda: transcript_json(chat, info.name), "transcript.json",
-                          "application/json", use_container_width=True)
+                          "application/json", width="stretch")
     st.caption("The bot's memory is its hidden and cell state, carried from turn to turn: "
                "each message is fed once, never the whole history.")
 

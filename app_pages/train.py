@@ -82,7 +82,7 @@ def progress_panel():
     st.progress(snap.progress, text=f"Training {name}: step {snap.step:,} · {duration(snap.seconds)}"
                                     f"{eta} · {snap.tokens_per_second:,.0f} tokens/s")
     if snap.train_points:
-        st.altair_chart(loss_chart(snap), use_container_width=True)
+        st.altair_chart(loss_chart(snap), width="stretch")
     for step, text in snap.samples[-3:][::-1]:
         st.caption(f"sample at step {step:,}")
         st.text(text or "(empty)")
@@ -100,16 +100,30 @@ def last_result(snap: JobSnapshot, name: str):
                    f"{snap.result['val_bits_per_char']:.3f} bits/char. It is in the model picker "
                    f"on the Chat page.")
         if snap.train_points:
-            st.altair_chart(loss_chart(snap), use_container_width=True)
+            st.altair_chart(loss_chart(snap), width="stretch")
+
+
+def start_training(request: JobRequest) -> None:
+    """Train button callback: start the run and clear the name field for the next one."""
+    try:
+        job_slot().start(request)
+    except ChatbotError as exc:
+        st.session_state.train_error = str(exc)
+    else:
+        st.session_state.model_out = ""
 
 
 st.title("Train a model")
 slot = job_slot()
-if slot.job is not None and slot.job.snapshot().active:
+running = slot.job is not None and slot.job.snapshot().active
+if running:
     progress_panel()
-    st.stop()
-if slot.job is not None:
+elif slot.job is not None:
     last_result(slot.job.snapshot(), slot.job.request.out.name)
+if "train_error" in st.session_state:
+    st.error(st.session_state.pop("train_error"))
+# The form stays on the page while a run goes on (with Train disabled), so its widgets keep
+# their values across the run.
 
 source = st.radio("Corpus", ["Upload a file", "From corpora/"], horizontal=True, key="source")
 corpus: Path | None = None
@@ -157,12 +171,11 @@ elif name and (models_dir() / name).exists():
     problem = f"models/{name} already exists; choose another name."
 if problem:
     st.error(f"Model name: {problem}")
-if st.button("Train", type="primary", disabled=not name or problem is not None, key="train"):
-    try:
-        slot.start(JobRequest(corpus=corpus, out=models_dir() / name, tokenizer=kind,
-                              vocab_size=None if kind == "char" else int(vocab), preset=preset,
-                              time_budget=budget_minutes * 60, chat=is_chat))
-    except ChatbotError as exc:
-        st.error(str(exc))
-    else:
-        st.rerun()
+request = None
+if name and problem is None:
+    request = JobRequest(corpus=corpus, out=models_dir() / name, tokenizer=kind,
+                         vocab_size=None if kind == "char" else int(vocab), preset=preset,
+                         time_budget=budget_minutes * 60, chat=is_chat)
+st.button("Train", type="primary", key="train", disabled=request is None or running,
+          on_click=start_training, args=(request,),
+          help="one run at a time on this server" if running else None)
