@@ -28,8 +28,9 @@ def sidebar_settings():
     valid = {i.name: i for i in infos if i.valid}
     with st.sidebar:
         if not valid:
-            st.error(f"No usable model in {models_dir()}. Train one on the Train page, or run "
-                     f"python train_lm.py --corpus corpora/ --out {models_dir()}/mine")
+            st.error(escape_markdown(f"No usable model in {models_dir()}. Train one on the Train "
+                                     f"page, or run: python train_lm.py --corpus corpora/ --out "
+                                     f"{models_dir()}/mine"))
         name = st.selectbox("Model", list(valid), key="model_name",
                             format_func=lambda n: valid[n].describe())
         broken = [i for i in infos if not i.valid]
@@ -61,7 +62,7 @@ def current_session(info, sampling) -> ChatSession:
         mtime = (info.folder / CONFIG_FILE).stat().st_mtime
         ckpt, stepper = loaded_model(str(info.folder), mtime)
     except (ChatbotError, OSError) as exc:
-        st.error(f"Cannot load {info.name}: {exc}")
+        st.error(escape_markdown(f"Cannot load {info.name}: {exc}"))
         st.stop()
     if state.get("chat_model") != (info.name, mtime):
         if state.get("chat_model") is not None:
@@ -169,4 +170,4 @@ try:
             st.info(f"Chatting with **{escape_markdown(info.name)}**. Say hello! Its memory "
                     f"starts empty and grows with the conversation.")
 except ChatbotError as exc:
-    st.error(str(exc))
+    st.error(escape_markdown(str(exc)))

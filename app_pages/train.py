@@ -93,7 +93,7 @@ def progress_panel():
 
 def last_result(snap: JobSnapshot, name: str):
     if snap.status == "failed":
-        st.error(f"Training {name} failed: {snap.error}")
+        st.error(escape_markdown(f"Training {name} failed: {snap.error}"))
     elif snap.result:
         verb = "stopped" if snap.status == "cancelled" else "finished"
         st.success(f"{name} {verb} at step {snap.result['steps']:,}: validation "
@@ -121,7 +121,7 @@ if running:
 elif slot.job is not None:
     last_result(slot.job.snapshot(), slot.job.request.out.name)
 if "train_error" in st.session_state:
-    st.error(st.session_state.pop("train_error"))
+    st.error(escape_markdown(st.session_state.pop("train_error")))
 # The form stays on the page while a run goes on (with Train disabled), so its widgets keep
 # their values across the run.
 
@@ -134,7 +134,7 @@ if source == "Upload a file":
         try:
             corpus = save_upload(upload.name, upload.getvalue())
         except ChatbotError as exc:
-            st.error(str(exc))
+            st.error(escape_markdown(str(exc)))
 else:
     options = corpus_choices()
     corpus = st.selectbox("Corpus", options, format_func=lambda p: p.name, key="corpus_choice")
@@ -170,7 +170,7 @@ if name and not NAME_RULE.match(name):
 elif name and (models_dir() / name).exists():
     problem = f"models/{name} already exists; choose another name."
 if problem:
-    st.error(f"Model name: {problem}")
+    st.error(escape_markdown(f"Model name: {problem}"))
 request = None
 if name and problem is None:
     request = JobRequest(corpus=corpus, out=models_dir() / name, tokenizer=kind,

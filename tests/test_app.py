@@ -139,7 +139,7 @@ def test_bad_uploads_show_a_clear_error(app_env, tmp_path, name, content, messag
     at = upload_page(app_env)
     at.get("file_uploader")[0].set_value((name, content, "text/plain"))
     at.run()
-    errors = [e.value for e in at.error]
+    errors = [e.value.replace("\\", "") for e in at.error]  # shown literally: unescape
     assert any(message in e and name in e for e in errors), errors
     assert not list((tmp_path / "data" / "uploads").glob("*"))  # nothing bad is kept
     assert str(tmp_path) not in " ".join(errors)  # the server's paths stay private
@@ -175,3 +175,13 @@ def test_train_page_trains_an_uploaded_corpus_into_a_selectable_model(app_env, t
     assert at.session_state.chat_model[0] == "fresh"
     config = json.loads((app_env / "fresh" / "config.json").read_text())
     assert config["training"]["time_budget"] == pytest.approx(6.0)
+
+
+def test_a_broken_model_folder_is_listed_with_its_reason_and_the_page_works(app_env):
+    (app_env / "half-copied").mkdir()
+    shutil.copy(app_env / "tiny" / "config.json", app_env / "half-copied" / "config.json")
+    at = start(temperature=0.0)
+    assert at.sidebar.selectbox(key="model_name").options[0].startswith("tiny")
+    notes = [c.value.replace("\\", "") for c in at.sidebar.caption]
+    assert any("half-copied: not loadable (model.safetensors is missing)" in n for n in notes), notes
+    assert say(at, "hello") == escape_markdown("Hi! How are you today?")
