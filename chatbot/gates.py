@@ -1,0 +1,154 @@
+"""The recurrent cells written out gate by gate, to look inside a trained model.
+
+torch's nn.LSTM computes all of this in one fused call; here each line is one equation, run
+with the model's own weights, so a reader can match the code to the textbook and the
+Inspect page can show every gate. For an LSTM layer, with [h_{t-1}, x_t] the previous hidden
+state stacked on the input:
+
+    f_t = σ(W_f·[h_{t-1}, x_t] + b_f)        forget gate: how much of each cell to keep
+    i_t = σ(W_i·[h_{t-1}, x_t] + b_i)        input gate: how much of the candidate to write
+    C̃_t = tanh(W_C·[h_{t-1}, x_t] + b_C)     candidate values
+    C_t = f_t * C_{t-1} + i_t * C̃_t          the cell state: the long-term memory
+    o_t = σ(W_o·[h_{t-1}, x_t] + b_o)        output gate: how much of the cell to show
+    h_t = o_t * tanh(C_t)                    the hidden state: what the next layer sees
+
+GRU (torch's formulation) and the plain tanh RNN are written the same way. Tests check that
+every layer reproduces torch's outputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from .model import LanguageModel, State
+
+
+@dataclass
+class LayerTrace:
+    """Per-step values of one layer, each a (steps, hidden) tensor."""
+
+    h: torch.Tensor
+    gates: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> (steps, hidden)
+
+
+@dataclass
+class Trace:
+    cell: str
+    layers: list[LayerTrace]
+    logits: torch.Tensor  # (steps, vocab): what the model predicts after each token
+    final_state: State
+
+    @property
+    def gate_names(self) -> list[str]:
+        return list(self.layers[0].gates)
+
+
+def _torch_weights(rnn: torch.nn.RNNBase, layer: int, chunks: int):
+    """The layer's weights split per gate in torch's order, and with W·[h, x] spelled out:
+    returns [(W, b)] where W = [W_h | W_x] acts on [h_{t-1}, x_t] and b = b_h + b_x."""
+    w_x = getattr(rnn, f"weight_ih_l{layer}").detach().chunk(chunks)
+    w_h = getattr(rnn, f"weight_hh_l{layer}").detach().chunk(chunks)
+    b_x = getattr(rnn, f"bias_ih_l{layer}").detach().chunk(chunks)
+    b_h = getattr(rnn, f"bias_hh_l{layer}").detach().chunk(chunks)
+    return w_x, w_h, b_x, b_h
+
+
+def sigmoid(v: torch.Tensor) -> torch.Tensor:
+    return torch.sigmoid(v)
+
+
+def lstm_layer(xs: torch.Tensor, h: torch.Tensor, c: torch.Tensor, rnn, layer: int):
+    """One LSTM layer over xs (steps, input) from (h, c); returns (LayerTrace, h, c)."""
+    w_x, w_h, b_x, b_h = _torch_weights(rnn, layer, 4)
+    # torch stores the gates in the order i, f, g (= C̃), o.
+    W_i, W_f, W_C, W_o = (torch.cat([wh, wx], dim=1) for wh, wx in zip(w_h, w_x))
+    b_i, b_f, b_C, b_o = (bh + bx for bh, bx in zip(b_h, b_x))
+    out = {name: [] for name in ("forget", "input", "candidate", "output", "cell")}
+    hs = []
+    for x in xs:
+        hx = torch.cat([h, x])  # [h_{t-1}, x_t]
+        f = sigmoid(W_f @ hx + b_f)
+        i = sigmoid(W_i @ hx + b_i)
+        C_tilde = torch.tanh(W_C @ hx + b_C)
+        c = f * c + i * C_tilde
+        o = sigmoid(W_o @ hx + b_o)
+        h = o * torch.tanh(c)
+        for name, value in (("forget", f), ("input", i), ("candidate", C_tilde), ("output", o), ("cell", c)):
+            out[name].append(value)
+        hs.append(h)
+    return LayerTrace(torch.stack(hs), {k: torch.stack(v) for k, v in out.items()}), h, c
+
+
+def gru_layer(xs: torch.Tensor, h: torch.Tensor, rnn, layer: int):
+    """One GRU layer, torch's formulation:
+        r_t = σ(W_r·[h_{t-1}, x_t] + b_r)                  reset gate
+        z_t = σ(W_z·[h_{t-1}, x_t] + b_z)                  update gate: how much of h_{t-1} to keep
+        n_t = tanh(W_xn x_t + b_xn + r_t * (W_hn h_{t-1} + b_hn))   candidate
+        h_t = (1 - z_t) * n_t + z_t * h_{t-1}
+    """
+    w_x, w_h, b_x, b_h = _torch_weights(rnn, layer, 3)  # order r, z, n
+    W_r, W_z = (torch.cat([w_h[k], w_x[k]], dim=1) for k in (0, 1))
+    b_r, b_z = b_h[0] + b_x[0], b_h[1] + b_x[1]
+    out = {name: [] for name in ("reset", "update", "candidate")}
+    hs = []
+    for x in xs:
+        hx = torch.cat([h, x])
+        r = sigmoid(W_r @ hx + b_r)
+        z = sigmoid(W_z @ hx + b_z)
+        n = torch.tanh(w_x[2] @ x + b_x[2] + r * (w_h[2] @ h + b_h[2]))
+        h = (1 - z) * n + z * h
+        for name, value in (("reset", r), ("update", z), ("candidate", n)):
+            out[name].append(value)
+        hs.append(h)
+    return LayerTrace(torch.stack(hs), {k: torch.stack(v) for k, v in out.items()}), h
+
+
+def rnn_layer(xs: torch.Tensor, h: torch.Tensor, rnn, layer: int):
+    """One plain RNN layer: h_t = tanh(W·[h_{t-1}, x_t] + b). No gates: nothing protects
+    old information from being rewritten at every step."""
+    w_x, w_h, b_x, b_h = _torch_weights(rnn, layer, 1)
+    W, b = torch.cat([w_h[0], w_x[0]], dim=1), b_h[0] + b_x[0]
+    hs = []
+    for x in xs:
+        h = torch.tanh(W @ torch.cat([h, x]) + b)
+        hs.append(h)
+    return LayerTrace(torch.stack(hs)), h
+
+
+@torch.no_grad()
+def trace(model: LanguageModel, ids: list[int], state: State | None = None) -> Trace:
+    """Run `ids` (one sequence) through the model step by step with the explicit cells,
+    from `state` (batch 1) or zeros; record every gate of every layer."""
+    cfg, rnn = model.config, model.rnn
+    if state is None:
+        state = model.initial_state(1)
+    xs = model.embed.weight.detach()[torch.tensor(ids, dtype=torch.long)].to(torch.float32)
+    layers, finals_h, finals_c = [], [], []
+    for layer in range(cfg.num_layers):
+        h = state[0][layer, 0].float()
+        if cfg.cell == "lstm":
+            record, h, c = lstm_layer(xs, h, state[1][layer, 0].float(), rnn, layer)
+            finals_c.append(c)
+        elif cfg.cell == "gru":
+            record, h = gru_layer(xs, h, rnn, layer)
+        else:
+            record, h = rnn_layer(xs, h, rnn, layer)
+        layers.append(record)
+        finals_h.append(h)
+        xs = record.h  # the next layer reads this layer's hidden states (no dropout: eval)
+    logits = model.head(xs)
+    h_n = torch.stack(finals_h)[:, None, :]
+    final = (h_n, torch.stack(finals_c)[:, None, :]) if cfg.cell == "lstm" else (h_n,)
+    return Trace(cfg.cell, layers, logits, final)
+
+
+def memory_kept(tr: Trace) -> float | None:
+    """How much of its memory the model kept per step, averaged over steps, units and layers:
+    the mean forget gate f_t for an LSTM, the mean update gate z_t (the share of h_{t-1}
+    kept) for a GRU; None for a plain RNN, which has no such gate."""
+    name = {"lstm": "forget", "gru": "update"}.get(tr.cell)
+    if name is None or len(tr.layers[0].h) == 0:
+        return None
+    return float(torch.stack([layer.gates[name].mean() for layer in tr.layers]).mean())
