@@ -1,0 +1,12 @@
+"""Benchmarks run in smoke mode (tiny sizes, seconds) so they never rot; no timing asserted."""
+
+from conftest import run_cli
+
+
+def test_long_dependency_smoke_prints_its_table():
+    r = run_cli("bench/long_dependency.py", "--smoke")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[1] == "| N distractors | rnn | gru | lstm | lstm-fb3 | seconds |"
+    rows = [line for line in lines if line.startswith("| 2 |") or line.startswith("| 5 |")]
+    assert len(rows) == 2 and all(row.count("%") == 4 for row in rows)
