@@ -1,14 +1,29 @@
 """lstm-chat in the browser: `streamlit run app.py`.
 
-Two pages over the chatbot/ library: Chat (stream replies from a model whose LSTM state is the
-conversation's memory) and Train (train a new model on your own text in the background).
+Three pages over the chatbot/ library: Chat (stream replies from a model whose LSTM state is
+the conversation's memory), Inspect (its gates and cell state, token by token) and Train (train
+a new model on your own text in the background).
 """
 
 import streamlit as st
 
+from app_pages.resources import models_dir
+
 st.set_page_config(page_title="lstm-chat", page_icon=":material/memory:")
+
+# Settings that must survive a visit to another page. Streamlit forgets a widget's value when
+# its page is not shown; values kept in session state (set here, before any widget) persist.
+SETTINGS = {"temperature": 0.8, "top_k": 0, "top_p": 1.0, "repetition_penalty": 1.0,
+            "max_new_tokens": 300, "use_seed": False, "seed": 0, "show_memory": False,
+            "tokenizer": "char", "vocab_size": 2000, "preset": "small", "budget": 5.0,
+            "source": "Upload a file"}
+for key, default in SETTINGS.items():
+    st.session_state[key] = st.session_state.get(key, default)
+if (models_dir() / str(st.session_state.get("model_name"))).is_dir():
+    st.session_state.model_name = st.session_state.model_name
 page = st.navigation([
     st.Page("app_pages/chat.py", title="Chat", icon=":material/chat:", default=True),
+    st.Page("app_pages/inspect.py", title="Inspect", icon=":material/insights:"),
     st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
 ])
 page.run()

@@ -14,6 +14,7 @@ from chatbot.catalog import list_checkpoints
 from chatbot.chat import MAX_MESSAGE_CHARS, ChatSession
 from chatbot.checkpoint import CONFIG_FILE
 from chatbot.errors import ChatbotError
+from chatbot.gates import memory_kept, trace
 from chatbot.pacing import StreamStats, paced
 from chatbot.plain_text import escape_markdown, escape_stream
 from chatbot.sampling import SamplingConfig
@@ -39,15 +40,15 @@ def sidebar_settings():
                 for info in broken:
                     st.caption(escape_markdown(info.describe()))
         st.subheader("Sampling")
-        temperature = st.slider("Temperature", 0.0, 2.0, 0.8, 0.05, key="temperature",
+        temperature = st.slider("Temperature", 0.0, 2.0, step=0.05, key="temperature",
                                 help="0 = always the likeliest token; higher = more surprising")
-        top_k = st.number_input("Top-k", 0, 5000, 0, key="top_k", help="0 = off")
-        top_p = st.slider("Top-p", 0.05, 1.0, 1.0, 0.05, key="top_p", help="1 = off")
-        penalty = st.slider("Repetition penalty", 1.0, 2.0, 1.0, 0.05, key="repetition_penalty",
+        top_k = st.number_input("Top-k", 0, 5000, key="top_k", help="0 = off")
+        top_p = st.slider("Top-p", 0.05, 1.0, step=0.05, key="top_p", help="1 = off")
+        penalty = st.slider("Repetition penalty", 1.0, 2.0, step=0.05, key="repetition_penalty",
                             help="1 = off")
-        max_new = st.number_input("Max new tokens", 1, 5000, 300, key="max_new_tokens")
+        max_new = st.number_input("Max new tokens", 1, 5000, key="max_new_tokens")
         fixed = st.checkbox("Fixed seed", key="use_seed", help="the same seed gives the same replies")
-        seed = st.number_input("Seed", 0, 2**31 - 1, 0, key="seed", disabled=not fixed)
+        seed = st.number_input("Seed", 0, 2**31 - 1, key="seed", disabled=not fixed)
     if name is None:
         st.stop()
     sampling = SamplingConfig(temperature=float(temperature), top_k=int(top_k), top_p=float(top_p),
@@ -103,10 +104,21 @@ def stream_reply(chat: ChatSession, pieces, started: float, prefix: str = "") ->
         with st.chat_message("assistant"):
             st.write_stream(escape_stream(_prefixed(prefix, chunks)))
             state.reply_stats[index] = reply_caption(stats, len(reply.ids) - tokens_before, reply.ended)
+            if state.get("show_memory"):
+                state.reply_stats[index] += memory_note(chat, chat.turns[-1])
             stats_caption(index)
     finally:  # also after a Stop or a click: the numbers of what was sampled
         chunks.close()
-        state.reply_stats[index] = reply_caption(stats, len(reply.ids) - tokens_before, reply.ended)
+        caption = reply_caption(stats, len(reply.ids) - tokens_before, reply.ended)
+        state.reply_stats[index] = caption + (memory_note(chat, chat.turns[-1]) if state.get("show_memory") else "")
+
+
+def memory_note(chat: ChatSession, turn) -> str:
+    """How much of its state the model kept per step through this reply (see chatbot/gates.py)."""
+    if not turn.reply.ids:
+        return ""
+    kept = memory_kept(trace(chat.model, turn.reply.ids, turn.state_before_reply.to_model()))
+    return "" if kept is None else f" · memory kept per step {kept:.3f}"
 
 
 def reply_caption(stats: StreamStats, tokens: int, ended: bool) -> str:
@@ -139,8 +151,11 @@ with st.sidebar:
                          "text/markdown", width="stretch")
     right.download_button("JSON", lambda: transcript_json(chat, info.name), "transcript.json",
                           "application/json", width="stretch")
+    st.toggle("Show memory kept per reply", key="show_memory",
+              help="the mean forget gate (LSTM) or update gate (GRU) through each reply: "
+                   "how much of its state the model carried from one token to the next")
     st.caption("The bot's memory is its hidden and cell state, carried from turn to turn: "
-               "each message is fed once, never the whole history.")
+               "each message is fed once, never the whole history. The Inspect page shows it.")
 
 message = st.chat_input("Message the bot", key="message", submit_mode="stop",
                         max_chars=MAX_MESSAGE_CHARS)

@@ -150,12 +150,12 @@ st.caption(f"{escape_markdown(corpus.name)}: {chars:,} characters"
 left, right = st.columns(2)
 kind = left.selectbox("Tokenizer", ["char", "bpe", "unigram"], key="tokenizer",
                       help="char: one token per character. bpe/unigram: SentencePiece subwords.")
-vocab = right.number_input("Vocabulary size", 300, 32000, 2000, step=100, key="vocab_size",
+vocab = right.number_input("Vocabulary size", 300, 32000, step=100, key="vocab_size",
                            disabled=kind == "char", help="SentencePiece only")
-preset_name = left.selectbox("Model size", list(PRESETS), index=1, key="preset",
+preset_name = left.selectbox("Model size", list(PRESETS), key="preset",
                              format_func=lambda n: f"{n}: {PRESETS[n].num_layers}×{PRESETS[n].hidden_size}")
 preset = PRESETS[preset_name]
-budget_minutes = right.number_input("Time budget (minutes)", 0.1, 240.0, 5.0, step=0.5, key="budget")
+budget_minutes = right.number_input("Time budget (minutes)", 0.1, 240.0, step=0.5, key="budget")
 tokens = chars if kind == "char" else chars // 3
 vocab_guess = min(len(set("".join(text.texts()))) + 4, 4000) if kind == "char" else int(vocab)
 per_epoch = epoch_seconds(preset, int(tokens * 0.9), measured_step_seconds(preset_name, vocab_guess))

@@ -185,3 +185,41 @@ def test_a_broken_model_folder_is_listed_with_its_reason_and_the_page_works(app_
     notes = [c.value.replace("\\", "") for c in at.sidebar.caption]
     assert any("half-copied: not loadable (model.safetensors is missing)" in n for n in notes), notes
     assert say(at, "hello") == escape_markdown("Hi! How are you today?")
+
+
+def test_inspect_page_shows_the_last_reply_and_typed_text(app_env):
+    at = start(temperature=0.0)
+    at.sidebar.toggle(key="show_memory").set_value(True)
+    at.run()
+    say(at, "what does the forget gate do?")
+    caption = at.chat_message[-1].caption[0].value
+    kept = float(caption.split("memory kept per step ")[1])
+    assert 0 < kept < 1
+    at.switch_page("app_pages/inspect.py").run()
+    assert not at.exception, at.exception
+    assert at.radio(key="inspect_source").value == "The last reply"
+    charts = at.get("vega_lite_chart")
+    assert len(charts) == 5  # forget, input, output, cell state + one unit over the text
+    assert at.metric[0].label == "Memory kept per step"
+    assert 0 < float(at.metric[0].value) < 1
+    at.radio(key="inspect_source").set_value("Text I type").run()
+    at.text_area(key="inspect_text").set_value("The cell state \"remembers\" quotes. " * 80).run()
+    assert not at.exception, at.exception
+    assert any("Showing the first 2,000" in w.value for w in at.warning)  # long text is capped
+    at.selectbox(key="inspect_layer").set_value(0).run()
+    at.selectbox(key="inspect_unit").set_value(3).run()
+    assert not at.exception and len(at.get("vega_lite_chart")) == 5
+
+
+@pytest.mark.parametrize("cell, charts", [("gru", 4), ("rnn", 2)])
+def test_inspect_page_for_gru_and_rnn_models(app_env, chat_corpus, cell, charts):
+    from chatbot.training import TrainConfig, train
+    train(chat_corpus, app_env / f"a-{cell}", "char", None, {"cell": cell, "hidden_size": 32},
+          TrainConfig(max_steps=20, seq_len=16, batch_size=4, eval_every=20))
+    at = start(temperature=0.0)
+    assert at.sidebar.selectbox(key="model_name").value == f"a-{cell}"
+    say(at, "hello")
+    at.switch_page("app_pages/inspect.py").run()
+    assert not at.exception, at.exception
+    assert len(at.get("vega_lite_chart")) == charts  # gates (or the hidden state) + one unit
+    assert bool(at.metric) == (cell == "gru")  # an RNN has no gate that keeps memory

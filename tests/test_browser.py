@@ -218,6 +218,15 @@ def test_chat_in_a_real_browser(server, page):
     assert bubble.locator("b, strong, h1, .katex").count() == 0
     chat.shot("markup-shown-literally")
 
+    # The Inspect page draws the gates of that reply.
+    page.get_by_role("link", name="Inspect").click()
+    page.wait_for_function("() => document.querySelectorAll('.vega-embed').length >= 5")
+    assert page.locator('[data-testid="stException"]').count() == 0
+    chat.shot("inspect-last-reply")
+    page.get_by_role("link", name="Chat").click()
+    page.wait_for_selector('[data-testid="stChatInput"] textarea')
+    assert chat.text(1) == MARKUP  # the conversation is still there
+
     # A long reply from the slow model: watch it grow, then press Stop mid-reply.
     chat.pick_model("plain-slow")
     chat.set_number("Max new tokens", 5000)
