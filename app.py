@@ -15,6 +15,7 @@ st.set_page_config(page_title="lstm-chat", page_icon=":material/memory:")
 # its page is not shown; values kept in session state (set here, before any widget) persist.
 SETTINGS = {"temperature": 0.8, "top_k": 0, "top_p": 1.0, "repetition_penalty": 1.0,
             "max_new_tokens": 300, "use_seed": False, "seed": 0, "show_memory": False,
+            "min_p": 0.0, "typical_p": 1.0, "beam_width": 1, "relevance": 0.0,
             "tokenizer": "char", "vocab_size": 2000, "preset": "small", "budget": 5.0,
             "source": "Upload a file"}
 for key, default in SETTINGS.items():

@@ -46,13 +46,23 @@ def sidebar_settings():
         top_p = st.slider("Top-p", 0.05, 1.0, step=0.05, key="top_p", help="1 = off")
         penalty = st.slider("Repetition penalty", 1.0, 2.0, step=0.05, key="repetition_penalty",
                             help="1 = off")
+        min_p = st.slider("Min-p", 0.0, 0.5, step=0.01, key="min_p",
+                          help="drop tokens less likely than this fraction of the likeliest; 0 = off")
+        typical_p = st.slider("Typical-p", 0.05, 1.0, step=0.05, key="typical_p",
+                              help="keep the tokens closest to the expected surprise; 1 = off")
         max_new = st.number_input("Max new tokens", 1, 5000, key="max_new_tokens")
+        beam = st.number_input("Beam width", 1, 8, key="beam_width",
+                               help="1 = sample; more = beam search (temperature and filters then do not apply)")
+        relevance = st.slider("Relevance", 0.0, 1.0, step=0.05, key="relevance",
+                              help="penalise generic replies (beam search); 0 = off")
         fixed = st.checkbox("Fixed seed", key="use_seed", help="the same seed gives the same replies")
         seed = st.number_input("Seed", 0, 2**31 - 1, key="seed", disabled=not fixed)
     if name is None:
         st.stop()
     sampling = SamplingConfig(temperature=float(temperature), top_k=int(top_k), top_p=float(top_p),
                               repetition_penalty=float(penalty), max_new_tokens=int(max_new),
+                              min_p=float(min_p), typical_p=float(typical_p), beam_width=int(beam),
+                              relevance=float(relevance),
                               seed=int(seed) if fixed else None)
     return valid[name], sampling
 

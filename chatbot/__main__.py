@@ -25,6 +25,14 @@ def add_sampling_flags(p: argparse.ArgumentParser):
     p.add_argument("--top-k", type=int, default=d.top_k, help="0 = off")
     p.add_argument("--top-p", type=float, default=d.top_p, help="1 = off")
     p.add_argument("--repetition-penalty", type=float, default=d.repetition_penalty, help="1 = off")
+    p.add_argument("--min-p", type=float, default=d.min_p,
+                   help="drop tokens below this fraction of the likeliest one's probability; 0 = off")
+    p.add_argument("--typical-p", type=float, default=d.typical_p,
+                   help="locally typical sampling mass; 1 = off")
+    p.add_argument("--beam-width", type=int, default=d.beam_width,
+                   help="beam search with this many beams instead of sampling; 1 = off")
+    p.add_argument("--relevance", type=float, default=d.relevance,
+                   help="penalise replies likely without the conversation (uses beam search); 0 = off")
     p.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens)
     p.add_argument("--stop", action="append", default=[], help="stop after this string (repeatable)")
     p.add_argument("--seed", type=int, help="makes the output repeatable")
@@ -32,7 +40,8 @@ def add_sampling_flags(p: argparse.ArgumentParser):
 
 def sampling_from(args) -> SamplingConfig:
     return SamplingConfig(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                          repetition_penalty=args.repetition_penalty,
+                          repetition_penalty=args.repetition_penalty, min_p=args.min_p,
+                          typical_p=args.typical_p, beam_width=args.beam_width, relevance=args.relevance,
                           max_new_tokens=args.max_new_tokens, stop=tuple(args.stop), seed=args.seed)
 
 

@@ -15,6 +15,7 @@ import torch
 from .corpus import turn_ids
 from .errors import ChatbotError
 from .model import LanguageModel
+from .beam import beam_reply
 from .sampling import Reply, SamplingConfig, stream_reply
 from .stepper import RecurrentState, Stepper
 from .tokenizers import Tokenizer
@@ -96,8 +97,7 @@ class ChatSession:
         if turn.reply.next_logits is None:  # stopped before its first token
             return self._generate(turn)
         self._seed(len(self.turns), len(turn.reply.ids))
-        return stream_reply(self.stepper, self.tokenizer, self.state, turn.reply.next_logits,
-                            self.sampling, self.generator, turn.reply)
+        return self._decode(turn.reply.next_logits, turn.reply)
 
     def rewind(self) -> str:
         """Undo the last turn (message and reply); returns the message so it can be edited."""
@@ -114,8 +114,7 @@ class ChatSession:
             raise ChatbotError("the prompt is empty: give some text to continue.")
         logits = self.feed(self.tokenizer.encode(text))
         self._seed(len(self.turns))
-        return stream_reply(self.stepper, self.tokenizer, self.state, logits, self.sampling,
-                            self.generator, Reply(ids=[]))
+        return self._decode(logits, Reply(ids=[]))
 
     def feed(self, ids: list[int]) -> torch.Tensor:
         """Run ids through the model in one forward on top of the current state;
@@ -132,13 +131,30 @@ class ChatSession:
             out += [{"role": "user", "content": t.user}, {"role": "assistant", "content": t.reply.text}]
         return out
 
+    def _fresh_start(self) -> tuple[torch.Tensor, RecurrentState]:
+        """A new chat right after the bot marker: what relevance compares a reply against."""
+        if getattr(self, "_fresh", None) is None:
+            with torch.inference_mode():
+                logits, after = self.model(torch.tensor([[self.tokenizer.bot_id]]))
+            self._fresh = (logits[0, -1], RecurrentState.from_model(after))
+        return self._fresh
+
+    def _decode(self, logits: torch.Tensor, reply: Reply) -> Iterator[str]:
+        """Sampling, or beam search when the settings ask for it."""
+        cfg = self.sampling
+        if cfg.beam_width > 1 or cfg.relevance > 0:
+            fresh_logits, fresh_state = self._fresh_start() if cfg.relevance > 0 else (None, None)
+            return beam_reply(self.model, self.tokenizer, self.state, logits, cfg, reply,
+                              fresh_logits, fresh_state)
+        return stream_reply(self.stepper, self.tokenizer, self.state, logits, cfg,
+                            self.generator, reply)
+
     def _generate(self, turn: Turn) -> Iterator[str]:
         """Sample a reply from the snapshot. With a seed, reply n draws from a generator seeded
         by (seed, n): a reply depends only on the state, the settings and its place in the
         chat, so it can be reproduced after a regenerate or a reload."""
         self._seed(len(self.turns))
-        return stream_reply(self.stepper, self.tokenizer, self.state, turn.logits_before_reply,
-                            self.sampling, self.generator, turn.reply)
+        return self._decode(turn.logits_before_reply, turn.reply)
 
     def _seed(self, turn_number: int, tokens_so_far: int = 0) -> None:
         if self.sampling.seed is not None:

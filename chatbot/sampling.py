@@ -13,6 +13,7 @@ from .stepper import RecurrentState, Stepper
 from .tokenizers import Tokenizer
 
 MAX_NEW_TOKENS_LIMIT = 20_000
+MAX_BEAM_WIDTH = 16
 
 
 @dataclass(frozen=True)
@@ -23,9 +24,13 @@ class SamplingConfig:
     top_k: int = 0  # keep only the k likeliest tokens; 0 = off
     top_p: float = 1.0  # keep the smallest set whose probability reaches p; 1 = off
     repetition_penalty: float = 1.0  # >1 makes tokens already in the reply less likely; 1 = off
+    min_p: float = 0.0  # drop tokens less likely than min_p x the likeliest one; 0 = off
+    typical_p: float = 1.0  # keep the tokens closest to the expected surprise, up to this mass; 1 = off
     max_new_tokens: int = 300
     stop: tuple[str, ...] = ()  # stop right after any of these strings appears in the reply
     seed: int | None = None
+    beam_width: int = 1  # >1: beam search instead of sampling (see chatbot/beam.py)
+    relevance: float = 0.0  # >0: penalise replies likely without the conversation (beam search)
 
     def __post_init__(self):
         def bad(name: str, value, rule: str):
@@ -42,6 +47,18 @@ class SamplingConfig:
         r = self.repetition_penalty
         if not isinstance(r, (int, float)) or not math.isfinite(r) or not 1 <= r <= 10:
             bad("repetition_penalty", r, "a number from 1 (off) to 10")
+        m = self.min_p
+        if not isinstance(m, (int, float)) or not math.isfinite(m) or not 0 <= m < 1:
+            bad("min_p", m, "in [0, 1) (0 turns it off)")
+        t = self.typical_p
+        if not isinstance(t, (int, float)) or not math.isfinite(t) or not 0 < t <= 1:
+            bad("typical_p", t, "in (0, 1] (1 turns it off)")
+        w = self.beam_width
+        if not isinstance(w, int) or isinstance(w, bool) or not 1 <= w <= MAX_BEAM_WIDTH:
+            bad("beam_width", w, f"a whole number from 1 (no beam search) to {MAX_BEAM_WIDTH}")
+        rel = self.relevance
+        if not isinstance(rel, (int, float)) or not math.isfinite(rel) or not 0 <= rel <= 2:
+            bad("relevance", rel, "a number from 0 (off) to 2")
         n = self.max_new_tokens
         if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_NEW_TOKENS_LIMIT:
             bad("max_new_tokens", n, f"a whole number from 1 to {MAX_NEW_TOKENS_LIMIT}")
@@ -56,7 +73,8 @@ class SamplingConfig:
 
 def choose_token(logits: torch.Tensor, cfg: SamplingConfig, previous: list[int],
                  generator: torch.Generator) -> int:
-    """Apply repetition penalty, temperature, top-k and top-p to (vocab,) logits; sample."""
+    """Apply repetition penalty, temperature, top-k, top-p, min-p and typical-p to (vocab,)
+    logits, in that order; sample."""
     logits = logits.float().clone()
     if cfg.repetition_penalty != 1.0 and previous:
         seen = torch.tensor(sorted(set(previous)), dtype=torch.long)
@@ -75,8 +93,29 @@ def choose_token(logits: torch.Tensor, cfg: SamplingConfig, previous: list[int],
         outside = probs.cumsum(-1) - probs >= cfg.top_p  # tokens after the mass reached p
         ordered[outside] = -math.inf
         logits = torch.empty_like(logits).scatter_(0, order, ordered)
+    if cfg.min_p > 0:
+        probs = logits.softmax(-1)
+        logits[probs < cfg.min_p * probs.max()] = -math.inf
+    if cfg.typical_p < 1.0:
+        logits = typical_filter(logits, cfg.typical_p)
     probs = logits.softmax(-1)
     return int(torch.multinomial(probs, 1, generator=generator))
+
+
+def typical_filter(logits: torch.Tensor, mass: float) -> torch.Tensor:
+    """Locally typical sampling (Meister et al. 2022): keep the tokens whose surprise -log p is
+    closest to the distribution's entropy (the expected surprise), until their probability
+    reaches `mass`."""
+    log_probs = logits.log_softmax(-1)
+    probs = log_probs.exp()
+    entropy = -(probs * log_probs.nan_to_num(neginf=0.0)).sum()
+    distance = (-log_probs - entropy).abs()
+    order = distance.argsort()
+    mass_before = probs[order].cumsum(-1) - probs[order]
+    drop = order[mass_before >= mass]
+    out = logits.clone()
+    out[drop] = -math.inf
+    return out
 
 
 @dataclass

@@ -223,3 +223,15 @@ def test_inspect_page_for_gru_and_rnn_models(app_env, chat_corpus, cell, charts)
     assert not at.exception, at.exception
     assert len(at.get("vega_lite_chart")) == charts  # gates (or the hidden state) + one unit
     assert bool(at.metric) == (cell == "gru")  # an RNN has no gate that keeps memory
+
+
+def test_beam_search_from_the_sidebar(app_env):
+    at = start()
+    at.sidebar.number_input(key="beam_width").set_value(3)
+    at.sidebar.slider(key="relevance").set_value(0.25)
+    at.sidebar.slider(key="min_p").set_value(0.05)
+    at.run()
+    sampling = at.session_state.chat.sampling
+    assert (sampling.beam_width, sampling.relevance, sampling.min_p) == (3, 0.25, 0.05)
+    reply = say(at, "what is an lstm?")
+    assert at.session_state.chat.turns[-1].reply.ended and reply

@@ -10,3 +10,10 @@ def test_long_dependency_smoke_prints_its_table():
     assert lines[1] == "| N distractors | rnn | gru | lstm | lstm-fb3 | seconds |"
     rows = [line for line in lines if line.startswith("| 2 |") or line.startswith("| 5 |")]
     assert len(rows) == 2 and all(row.count("%") == 4 for row in rows)
+
+
+def test_relevance_smoke_prints_its_table():
+    r = run_cli("bench/relevance.py", "--smoke")
+    assert r.returncode == 0, r.stderr
+    rows = [line for line in r.stdout.splitlines() if line.startswith("| 0")]
+    assert len(rows) == 2 and all(row.endswith("|") for row in rows)

@@ -114,3 +114,14 @@ def test_missing_corrupt_and_pickled_checkpoints(tmp_path, tiny_checkpoint):
 def test_absurd_sampling_values(tiny_checkpoint, flag, value, fragment):
     refused(run_cli("-m", "chatbot", "generate", "--model", str(tiny_checkpoint), "--prompt", "hi",
                     flag, value), fragment)
+
+
+def test_generate_with_beam_search_and_filters(tiny_checkpoint):
+    base = ("-m", "chatbot", "generate", "--model", str(tiny_checkpoint), "--chat", "--prompt", "hello")
+    beam = run_cli(*base, "--beam-width", "3")
+    assert beam.returncode == 0, beam.stderr
+    assert beam.stdout.strip() == "Hi! How are you today?"
+    filtered = run_cli(*base, "--min-p", "0.1", "--typical-p", "0.9", "--seed", "2")
+    assert filtered.returncode == 0 and filtered.stdout.strip()
+    refused(run_cli(*base, "--beam-width", "0"), "beam_width must be")
+    refused(run_cli(*base, "--min-p", "1.2"), "min_p must be in [0, 1)")
