@@ -93,14 +93,21 @@ def beam_reply(model: LanguageModel, tokenizer: Tokenizer, state: RecurrentState
                     for value, flat in zip(top.values.tolist(), top.indices.tolist()):
                         parent = mine[flat // vocab]
                         chosen.append(Hypothesis(parent.ids + [flat % vocab], value, parent.row, w))
-            # One forward advances all of them (and, for relevance, their fresh-state twins).
+            # One forward advances all of them and, for relevance, their fresh-state twins
+            # (stacked under them in the same batch).
             parents = torch.tensor([h.row for h in chosen])
             tokens = torch.tensor([[h.ids[-1]] for h in chosen])
-            out, states = model(tokens, _rows(states, parents))
-            step_logp = out[:, -1].float().log_softmax(-1)
+            n = len(chosen)
+            batch_state = _rows(states, parents)
             if relevance:
-                fout, fresh_states = model(tokens, _rows(fresh_states, parents))
-                step_fresh = fout[:, -1].float().log_softmax(-1)
+                twins = _rows(fresh_states, parents)
+                batch_state = tuple(torch.cat([a, b], dim=1) for a, b in zip(batch_state, twins))
+                tokens = torch.cat([tokens, tokens])
+            out, after = model(tokens, batch_state)
+            logp = out[:, -1].float().log_softmax(-1)
+            step_logp, states = logp[:n], tuple(t[:, :n] for t in after)
+            if relevance:
+                step_fresh, fresh_states = logp[n:], tuple(t[:, n:] for t in after)
             live = []
             for row, h in enumerate(chosen):
                 h.row = row
