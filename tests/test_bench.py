@@ -17,3 +17,11 @@ def test_relevance_smoke_prints_its_table():
     assert r.returncode == 0, r.stderr
     rows = [line for line in r.stdout.splitlines() if line.startswith("| 0")]
     assert len(rows) == 2 and all(row.endswith("|") for row in rows)
+
+
+def test_generation_speed_smoke_prints_its_table():
+    r = run_cli("bench/generation_speed.py", "--smoke")
+    assert r.returncode == 0, r.stderr
+    rows = [line for line in r.stdout.splitlines() if line.startswith("| tiny") or line.startswith("| small")
+            or line.startswith("| medium")]
+    assert len(rows) == 3 and all(row.count("|") == 8 for row in rows)
