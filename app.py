@@ -8,16 +8,18 @@ a new model on your own text in the background).
 import streamlit as st
 
 from app_pages.resources import models_dir
+from chatbot.sampling import SamplingConfig
 
 st.set_page_config(page_title="lstm-chat", page_icon=":material/memory:")
 
 # Settings that must survive a visit to another page. Streamlit forgets a widget's value when
 # its page is not shown; values kept in session state (set here, before any widget) persist.
-SETTINGS = {"temperature": 0.8, "top_k": 0, "top_p": 1.0, "repetition_penalty": 1.0,
-            "max_new_tokens": 300, "use_seed": False, "seed": 0, "show_memory": False,
-            "min_p": 0.0, "typical_p": 1.0, "beam_width": 1, "relevance": 0.0,
-            "tokenizer": "char", "vocab_size": 2000, "preset": "small", "budget": 5.0,
-            "source": "Upload a file"}
+SAMPLING = SamplingConfig()
+SETTINGS = {**{k: getattr(SAMPLING, k) for k in ("temperature", "top_k", "top_p", "repetition_penalty",
+                                                 "max_new_tokens", "min_p", "typical_p", "beam_width",
+                                                 "relevance")},
+            "use_seed": False, "seed": 0, "show_memory": False,
+            "tokenizer": "char", "vocab_size": 2000, "preset": "small", "budget": 5.0, "source": "Upload a file"}
 for key, default in SETTINGS.items():
     st.session_state[key] = st.session_state.get(key, default)
 if (models_dir() / str(st.session_state.get("model_name"))).is_dir():

@@ -9,10 +9,9 @@ import time
 
 import streamlit as st
 
-from app_pages.resources import loaded_model, models_dir
+from app_pages.resources import models_dir, open_model
 from chatbot.catalog import list_checkpoints
 from chatbot.chat import MAX_MESSAGE_CHARS, ChatSession
-from chatbot.checkpoint import CONFIG_FILE
 from chatbot.errors import ChatbotError
 from chatbot.gates import memory_kept, trace
 from chatbot.pacing import StreamStats, paced
@@ -69,12 +68,7 @@ def sidebar_settings():
 
 def current_session(info, sampling) -> ChatSession:
     """This browser session's conversation, rebuilt when the model changes."""
-    try:
-        mtime = (info.folder / CONFIG_FILE).stat().st_mtime
-        ckpt, stepper = loaded_model(str(info.folder), mtime)
-    except (ChatbotError, OSError) as exc:
-        st.error(escape_markdown(f"Cannot load {info.name}: {exc}"))
-        st.stop()
+    ckpt, stepper, mtime = open_model(info)
     if state.get("chat_model") != (info.name, mtime):
         if state.get("chat_model") is not None:
             st.toast(f"Switched to {info.name}: a new chat starts.")
@@ -110,17 +104,24 @@ def stream_reply(chat: ChatSession, pieces, started: float, prefix: str = "") ->
     tokens_before = len(reply.ids)
     stats = StreamStats(started)
     chunks = paced(pieces, stats)
+
+    def record() -> None:
+        caption = reply_caption(stats, len(reply.ids) - tokens_before, reply.ended)
+        if state.get("show_memory"):
+            caption += memory_note(chat, chat.turns[-1])
+        state.reply_stats[index] = caption
+
+    recorded = False
     try:
         with st.chat_message("assistant"):
             st.write_stream(escape_stream(_prefixed(prefix, chunks)))
-            state.reply_stats[index] = reply_caption(stats, len(reply.ids) - tokens_before, reply.ended)
-            if state.get("show_memory"):
-                state.reply_stats[index] += memory_note(chat, chat.turns[-1])
+            record()
+            recorded = True
             stats_caption(index)
     finally:  # also after a Stop or a click: the numbers of what was sampled
         chunks.close()
-        caption = reply_caption(stats, len(reply.ids) - tokens_before, reply.ended)
-        state.reply_stats[index] = caption + (memory_note(chat, chat.turns[-1]) if state.get("show_memory") else "")
+        if not recorded:
+            record()
 
 
 def memory_note(chat: ChatSession, turn) -> str:

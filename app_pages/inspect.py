@@ -12,9 +12,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app_pages.resources import loaded_model, models_dir
+from app_pages.resources import loaded_model, models_dir, open_model
 from chatbot.catalog import list_checkpoints
-from chatbot.checkpoint import CONFIG_FILE
 from chatbot.gates import Trace, memory_kept, trace
 from chatbot.plain_text import escape_markdown
 
@@ -101,8 +100,7 @@ chatting = state.get("chat_model", (None,))[0]
 names = list(infos)
 name = st.selectbox("Model", names, index=names.index(chatting) if chatting in names else 0, key="inspect_model")
 info = infos[name]
-mtime = (info.folder / CONFIG_FILE).stat().st_mtime
-ckpt, _ = loaded_model(str(info.folder), mtime)
+ckpt, _, mtime = open_model(info)
 tokenizer = ckpt.tokenizer
 
 chat = state.get("chat")

@@ -7,7 +7,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from chatbot.checkpoint import load_checkpoint
+from chatbot.catalog import CheckpointInfo
+from chatbot.checkpoint import CONFIG_FILE, load_checkpoint
+from chatbot.errors import ChatbotError
+from chatbot.plain_text import escape_markdown
 from chatbot.stepper import Stepper
 from chatbot.train_job import JobSlot
 
@@ -33,6 +36,18 @@ def loaded_model(folder: str, config_mtime: float):
     mtime in the key reloads a folder that was retrained)."""
     ckpt = load_checkpoint(folder)
     return ckpt, Stepper(ckpt.model)
+
+
+def open_model(info: CheckpointInfo):
+    """(checkpoint, stepper, config mtime) of a listed model; a folder that fails to load
+    stops the page with the reason."""
+    try:
+        mtime = (info.folder / CONFIG_FILE).stat().st_mtime
+        ckpt, stepper = loaded_model(str(info.folder), mtime)
+    except (ChatbotError, OSError) as exc:
+        st.error(escape_markdown(f"Cannot load {info.name}: {exc}"))
+        st.stop()
+    return ckpt, stepper, mtime
 
 
 @st.cache_resource

@@ -47,8 +47,7 @@ def save_upload(name: str, content: bytes) -> Path:
 
 
 def corpus_choices() -> list[Path]:
-    found = [p for p in sorted(CORPORA_DIR.iterdir()) if p.is_dir() or p.suffix in CORPUS_SUFFIXES]
-    return found
+    return [p for p in sorted(CORPORA_DIR.iterdir()) if p.is_dir() or p.suffix in CORPUS_SUFFIXES]
 
 
 @st.cache_data(show_spinner="Timing a few training steps on this machine…")

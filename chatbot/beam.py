@@ -79,6 +79,15 @@ def beam_reply(model: LanguageModel, tokenizer: Tokenizer, state: RecurrentState
     already = len(reply.ids)  # a continued reply keeps its earlier tokens
     completed = False
     tail = ""
+
+    def emit(tokens: list[int]) -> Iterator[str]:
+        for token in tokens:
+            reply.ids.append(token)
+            piece = decoder.push(token)
+            if piece:
+                reply.text += piece
+                yield piece
+
     try:
         for _ in range(cfg.max_new_tokens):
             # Expand the live hypotheses of each nested width w; keep its best w extensions.
@@ -121,21 +130,11 @@ def beam_reply(model: LanguageModel, tokenizer: Tokenizer, state: RecurrentState
                 break
             # Stream what every hypothesis that could still be chosen agrees on.
             agreed = _common_prefix([h.ids for h in live] + [f.ids for f, _ in finished])
-            for token in live[0].ids[len(reply.ids) - already:agreed]:
-                reply.ids.append(token)
-                piece = decoder.push(token)
-                if piece:
-                    reply.text += piece
-                    yield piece
+            yield from emit(live[0].ids[len(reply.ids) - already:agreed])
         # Best by score per token among everything found (live ones only at the token limit).
         pool = finished + [(h, _rows(states, torch.tensor([h.row]))) for h in live]
         best, best_state = max(pool, key=lambda pair: pair[0].normalized())
-        for token in best.ids[len(reply.ids) - already:]:
-            reply.ids.append(token)
-            piece = decoder.push(token)
-            if piece:
-                reply.text += piece
-                yield piece
+        yield from emit(best.ids[len(reply.ids) - already:])
         reply.ended = best.ids[-1] == end
         reply.next_logits = None if reply.ended else step_logp[best.row]
         final = RecurrentState.from_model(best_state)

@@ -9,6 +9,7 @@ from pathlib import Path
 from .checkpoint import CONFIG_FILE, WEIGHTS_FILE, read_config
 from .errors import ChatbotError
 from .model import ModelConfig
+from .tokenizers import tokenizer_path
 
 
 @dataclass
@@ -40,14 +41,13 @@ def describe_folder(folder: Path) -> CheckpointInfo:
     try:
         config = read_config(folder)
         ModelConfig.from_dict(config["model"])
-        kind = config["tokenizer"]["kind"]
+        tokenizer_file = tokenizer_path(folder, config["tokenizer"]["kind"]).name
     except ChatbotError as exc:
         info.problem = str(exc).replace(str(folder / CONFIG_FILE), CONFIG_FILE)
         return info
     except (KeyError, TypeError) as exc:
         info.problem = f"{CONFIG_FILE} lacks {exc}"
         return info
-    tokenizer_file = "tokenizer.json" if kind == "char" else "tokenizer.model"
     for name in (WEIGHTS_FILE, tokenizer_file):
         if not (folder / name).is_file():
             info.problem = f"{name} is missing"

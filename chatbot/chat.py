@@ -54,6 +54,7 @@ class ChatSession:
         self.tokenizer = tokenizer
         self.sampling = sampling or SamplingConfig()
         self.stepper = stepper or Stepper(model)
+        self._fresh: tuple[torch.Tensor, RecurrentState] | None = None  # see _fresh_start
         self.reset()
 
     def reset(self) -> None:
@@ -133,7 +134,7 @@ class ChatSession:
 
     def _fresh_start(self) -> tuple[torch.Tensor, RecurrentState]:
         """A new chat right after the bot marker: what relevance compares a reply against."""
-        if getattr(self, "_fresh", None) is None:
+        if self._fresh is None:
             with torch.inference_mode():
                 logits, after = self.model(torch.tensor([[self.tokenizer.bot_id]]))
             self._fresh = (logits[0, -1], RecurrentState.from_model(after))

@@ -87,9 +87,8 @@ class Streams:
             for i in order:
                 bounds.append(pos)
                 pos += self.docs[i][1] - self.docs[i][0]
-            total = len(text) - 1
-            firsts = [bounds[bisect.bisect_left(bounds, b * total // self.batch_size)]
-                      for b in range(self.batch_size)]
+            firsts = cut_points(len(text) - 1, self.batch_size, bounds)
+            assert len(firsts) == self.batch_size  # starts are > `longest` apart (see __init__)
         else:
             text, firsts = self.ids, [b * self.n for b in range(self.batch_size)]
         self.inputs = torch.stack([text[f:f + self.n] for f in firsts])

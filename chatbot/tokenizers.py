@@ -242,16 +242,18 @@ def train_tokenizer(kind: str, texts: list[str], vocab_size: int | None = None) 
     raise ChatbotError(f"unknown tokenizer {kind!r}: choose one of {', '.join(KINDS)}.")
 
 
-def load_tokenizer(folder: Path, kind: str) -> Tokenizer:
-    folder = Path(folder)
+def tokenizer_path(folder: Path, kind: str) -> Path:
+    """The file in a checkpoint folder that holds a tokenizer of this kind."""
     if kind == "char":
-        path = folder / CharTokenizer.filename
-        loader = CharTokenizer.load
-    elif kind in ("bpe", "unigram"):
-        path = folder / SentencePieceTokenizer.filename
-        loader = lambda p: SentencePieceTokenizer.load(p, kind)  # noqa: E731
-    else:
-        raise ChatbotError(f"{folder / 'config.json'}: unknown tokenizer kind {kind!r}.")
+        return Path(folder) / CharTokenizer.filename
+    if kind in ("bpe", "unigram"):
+        return Path(folder) / SentencePieceTokenizer.filename
+    raise ChatbotError(f"{Path(folder) / 'config.json'}: unknown tokenizer kind {kind!r}.")
+
+
+def load_tokenizer(folder: Path, kind: str) -> Tokenizer:
+    path = tokenizer_path(folder, kind)
+    loader = CharTokenizer.load if kind == "char" else lambda p: SentencePieceTokenizer.load(p, kind)
     if not path.is_file():
         raise ChatbotError(f"{path} is missing: the checkpoint folder is incomplete; "
                            f"copy the whole folder or retrain.")
