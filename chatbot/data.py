@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import ChatbotError
-from .model import LanguageModel, State
+from .model import LanguageModel
 from .tokenizers import Tokenizer
 
 
@@ -101,10 +101,6 @@ class Streams:
         self._layout(epoch)
         s = slice(w * self.seq_len, (w + 1) * self.seq_len)
         return self.inputs[:, s], self.targets[:, s], w == 0
-
-
-def detach(state: State) -> State:
-    return tuple(t.detach() for t in state)
 
 
 def cut_points(length: int, pieces: int, boundaries: list[int]) -> list[int]:

@@ -83,9 +83,9 @@ class TrainingJob:
 
     def _run(self) -> None:
         r = self.request
-        cfg = TrainConfig(seq_len=r.preset.seq_len, batch_size=r.preset.batch_size, lr=r.preset.lr,
-                          max_steps=r.max_steps, time_budget=r.time_budget, eval_every=r.eval_every,
-                          seed=r.seed, warmup_steps=min(50, r.eval_every))
+        settings = {**r.preset.train_settings(), "eval_every": r.eval_every}
+        cfg = TrainConfig(**settings, max_steps=r.max_steps, time_budget=r.time_budget, seed=r.seed,
+                          warmup_steps=min(50, r.eval_every))
         try:
             result = train(r.corpus, r.out, r.tokenizer, r.vocab_size, r.preset.model_settings(), cfg,
                            command=f"(lstm-chat app: preset {r.preset.name}, budget {r.time_budget:.0f} s)",

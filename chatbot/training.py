@@ -11,7 +11,7 @@ import json
 import math
 import threading
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Callable
 
@@ -22,13 +22,14 @@ from tqdm import tqdm
 from .atomic import atomic_write
 from .checkpoint import save_checkpoint
 from .corpus import load_corpus
-from .data import Split, Streams, detach, evaluate, split_ids
+from .data import Split, Streams, evaluate, split_ids
 from .errors import ChatbotError
 from .model import LanguageModel, ModelConfig
 from .run_state import RunState, has_run_state, load_run_state, read_run_info, save_run_state
 from .tokenizers import Tokenizer, load_tokenizer, train_tokenizer
 
 LOG_FILE = "train_log.jsonl"
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass
@@ -48,6 +49,8 @@ class TrainConfig:
     val_fraction: float = 0.1
     seed: int = 1337
     device: str = "auto"
+    precision: str = "fp32"  # bf16: matmuls in bfloat16 under autocast, weights stay fp32;
+    # auto: bf16 where the hardware does it natively (AVX512-BF16/AMX CPUs, Ampere+ GPUs)
 
     def __post_init__(self):
         for name in ("seq_len", "batch_size", "eval_every"):
@@ -59,6 +62,10 @@ class TrainConfig:
             raise ChatbotError("--time-budget must be a positive number of seconds.")
         if not self.lr > 0:
             raise ChatbotError("--lr must be positive.")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ChatbotError(f"--min-lr-ratio must be between 0 and 1, got {self.min_lr_ratio}.")
+        if self.precision not in PRECISIONS:
+            raise ChatbotError(f"unknown --precision {self.precision!r}: choose {' or '.join(PRECISIONS)}.")
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
@@ -80,6 +87,23 @@ def pick_device(name: str) -> torch.device:
     if name not in ("cpu", "cuda", "mps"):
         raise ChatbotError(f"unknown --device {name!r}: choose auto, cpu, cuda or mps.")
     return torch.device(name)
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether bfloat16 matrix products run in hardware here (elsewhere they are emulated, slower)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return False
+
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    if name == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    if name == "bf16" and device.type == "mps":
+        raise ChatbotError("--precision bf16 is not supported on MPS; use fp32.")
+    return name
 
 
 def learning_rate(cfg: TrainConfig, step: int, progress: float) -> float:
@@ -172,8 +196,9 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         x, y = x.to(self.device), y.to(self.device)
-        logits, state = self.model(x, run.carried)
-        loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
+        with torch.autocast(self.device.type, torch.bfloat16, enabled=cfg.precision == "bf16"):
+            logits, state = self.model(x, run.carried)
+        loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
         if not torch.isfinite(loss):
             raise ChatbotError(f"the loss became {loss.item()} at step {run.step + 1}; stopping. "
                                f"The last good checkpoint is kept. Lower --lr and resume.")
@@ -181,7 +206,7 @@ class Trainer:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
         self.optimizer.step()
-        run.carried = detach(state)
+        run.carried = tuple(t.detach().float() for t in state)
         return loss.item(), lr
 
     def _evaluate_and_save(self, log) -> dict:
@@ -255,6 +280,7 @@ def train(corpus: str | Path | None, out: str | Path, tokenizer_kind: str = "cha
         raise ChatbotError("--corpus is required (a .txt file, a .jsonl chat file or a folder).")
     cfg = cfg or TrainConfig()
     device = pick_device(cfg.device)
+    cfg = replace(cfg, precision=resolve_precision(cfg.precision, device))
     torch.manual_seed(cfg.seed)
     text = load_corpus(corpus)
     if resume:

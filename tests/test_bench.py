@@ -1,5 +1,10 @@
 """Benchmarks run in smoke mode (tiny sizes, seconds) so they never rot; no timing asserted."""
 
+from pathlib import Path
+
+import pytest
+
+from browser_harness import CHROMIUM
 from conftest import run_cli
 
 
@@ -25,3 +30,36 @@ def test_generation_speed_smoke_prints_its_table():
     rows = [line for line in r.stdout.splitlines() if line.startswith("| tiny") or line.startswith("| small")
             or line.startswith("| medium")]
     assert len(rows) == 3 and all(row.count("|") == 8 for row in rows)
+
+
+def test_constant_turns_smoke_prints_its_table():
+    r = run_cli("bench/constant_turns.py", "--smoke")
+    assert r.returncode == 0, r.stderr
+    rows = [line for line in r.stdout.splitlines() if line.startswith("| 1 |") or line.startswith("| 3 |")]
+    assert len(rows) == 2 and all(row.endswith("× |") for row in rows)
+    assert "turn 3 / turn 1" in r.stdout
+
+
+def test_training_throughput_smoke_prints_its_table(chat_corpus):
+    r = run_cli("bench/training_throughput.py", "--corpus", str(chat_corpus), "--smoke", timeout=300)
+    assert r.returncode == 0, r.stderr
+    rows = [line for line in r.stdout.splitlines() if line.startswith("| tiny") or line.startswith("| small")]
+    assert len(rows) == 2 and all(row.count("%") == 2 for row in rows)
+    assert "GFLOP/s" in r.stdout
+
+
+def test_quality_per_time_smoke_prints_its_table_and_plots(chat_corpus, tmp_path):
+    png = tmp_path / "curve.png"
+    r = run_cli("bench/quality_per_time.py", str(chat_corpus), "--smoke", "--png", str(png), timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "| cpu preset |" in r.stdout and "| plain 2×256 LSTM" in r.stdout
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's Chromium (.ci/run installs it)")
+def test_ui_stream_smoke_prints_its_table(tiny_checkpoint, chat_corpus):
+    r = run_cli("bench/ui_stream.py", "--smoke", "--model", str(tiny_checkpoint), "--corpus", str(chat_corpus),
+                timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "| library (raw generator) |" in r.stdout and "| browser (streamlit run + Chromium) |" in r.stdout
+    assert "app server peak RSS" in r.stdout

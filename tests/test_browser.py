@@ -4,14 +4,8 @@ headless Chromium. Screenshots of every step go to test-artifacts/browser/."""
 from __future__ import annotations
 
 import json
-import os
-import re
 import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -20,22 +14,14 @@ from chatbot.chat import ChatSession, reply_seed
 from chatbot.checkpoint import load_checkpoint
 from chatbot.sampling import SamplingConfig
 from chatbot.training import TrainConfig, train
+from browser_harness import CHROMIUM, Chat, app_server, browser_page
 from conftest import ROOT
 
-CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
 MARKUP = "Literal $x$ and **b** and <b>bold</b> # end"
-LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
                                 reason="needs Debian's Chromium: apt-get install -y chromium (.ci/run does)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def train_slow_talker(folder: Path) -> Path:
@@ -57,96 +43,15 @@ def server(tiny_checkpoint, tmp_path_factory):
     models = base / "models"
     shutil.copytree(tiny_checkpoint, models / "chat", ignore=shutil.ignore_patterns("resume"))
     train_slow_talker(base)
-    port = free_port()
-    env = {**os.environ, "LSTM_CHAT_MODELS": str(models), "LSTM_CHAT_DATA": str(base / "data")}
-    log = open(base / "streamlit.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
-                    break
-            except OSError:
-                pass
-            assert proc.poll() is None and time.time() < deadline, (base / "streamlit.log").read_text()
-            time.sleep(0.3)
+    with app_server(models, base / "data", base / "streamlit.log") as (url, _):
         yield url, models
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-        log.close()
 
 
 @pytest.fixture(scope="module")
 def page(server):
-    from playwright.sync_api import sync_playwright
-
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 1000})
-        page.set_default_timeout(60_000)
+    with browser_page() as page:
         yield page
-        browser.close()
-
-
-class Chat:
-    """The page as a person uses it."""
-
-    def __init__(self, page, url):
-        self.page, self.url, self.shots = page, url, 0
-
-    def open(self):
-        self.page.goto(self.url)
-        self.page.wait_for_selector('[data-testid="stChatInput"] textarea')
-
-    def shot(self, name: str):
-        self.shots += 1
-        self.page.screenshot(path=str(ARTIFACTS / f"{self.shots:02d}-{name}.png"), full_page=True)
-
-    def bubbles(self):
-        return self.page.locator('[data-testid="stChatMessage"]')
-
-    def text(self, index: int) -> str:
-        bubble = self.bubbles().nth(index)
-        return bubble.locator('[data-testid="stMarkdownContainer"]').first.inner_text().replace("\u00a0", " ")
-
-    def type(self, message: str):
-        box = self.page.locator('[data-testid="stChatInput"] textarea')
-        box.fill(message)
-        box.press("Enter")
-
-    def wait_for_reply(self, count: int):
-        """Until bubble `count` (an assistant reply) carries its stats caption: the run ended."""
-        self.page.wait_for_function(
-            """n => { const m = document.querySelectorAll('[data-testid="stChatMessage"]');
-                      return m.length >= n && m[n - 1].querySelector('[data-testid="stCaptionContainer"]'); }""",
-            arg=count)
-        self.page.wait_for_selector('[data-testid="stChatInputStopButton"]', state="detached")
-
-    def say(self, message: str) -> str:
-        before = self.bubbles().count()
-        self.type(message)
-        self.wait_for_reply(before + 2)
-        return self.text(before + 1)
-
-    def rerun_done(self):
-        self.page.wait_for_timeout(300)
-        self.page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')")
-
-    def set_number(self, label: str, value: int):
-        box = self.page.locator(f'input[aria-label="{label}"]')
-        box.fill(str(value))
-        box.press("Enter")
-        self.rerun_done()
-
-    def pick_model(self, name: str):
-        self.page.locator('[data-testid="stSelectbox"]').first.click()
-        self.page.get_by_role("option", name=re.compile(f"^{re.escape(name)} ")).click()
-        self.rerun_done()
 
 
 def shown(text: str) -> str:
@@ -170,7 +75,7 @@ def fresh_state_reply(folder, message: str, turn_number: int) -> str:
 
 def test_chat_in_a_real_browser(server, page):
     url, models = server
-    chat = Chat(page, url)
+    chat = Chat(page, url, ARTIFACTS)
     chat.open()
     chat.shot("start")
 

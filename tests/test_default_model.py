@@ -1,6 +1,5 @@
 """The shipped default model: present, small, reproducible from the README, and able to chat."""
 
-import json
 import re
 import shlex
 

@@ -8,9 +8,12 @@ import sys
 import time
 
 import pytest
+import torch
 
 from chatbot.checkpoint import load_checkpoint
-from chatbot.training import TrainConfig, learning_rate, train
+from chatbot.errors import ChatbotError
+from chatbot.presets import PRESETS
+from chatbot.training import TrainConfig, learning_rate, native_bf16, resolve_precision, train
 from conftest import ROOT, run_cli, write_chat_corpus
 
 SMALL = ["--tokenizer", "char", "--hidden-size", "32", "--seq-len", "16", "--batch-size", "4",
@@ -111,3 +114,42 @@ def test_max_steps_counts_across_resumes(chat_corpus, tmp_path):
     more = run_cli("train_lm.py", "--out", str(tmp_path / "r"), "--resume", "--max-steps", "30")
     assert more.returncode == 0, more.stderr
     assert [r["step"] for r in log_records(tmp_path / "r")] == list(range(1, 31))
+
+
+def test_bf16_training_learns_and_saves_fp32_weights(chat_corpus, tmp_path):
+    """bf16 autocast (emulated where the CPU lacks it: slower, same arithmetic) still learns,
+    the carried state stays fp32, and the checkpoint is plain fp32 that chats anywhere."""
+    cfg = TrainConfig(max_steps=60, seq_len=16, batch_size=4, eval_every=30, warmup_steps=5, lr=0.01,
+                      precision="bf16")
+    result = train(chat_corpus, tmp_path / "b", "char", None, {"hidden_size": 32}, cfg)
+    evals = log_records(tmp_path / "b", "val_nats_per_char")
+    assert evals[-1]["val_nats_per_char"] < evals[0]["val_nats_per_char"]
+    ckpt = load_checkpoint(tmp_path / "b")
+    assert all(p.dtype == torch.float32 for p in ckpt.model.parameters())
+    assert ckpt.config["training"]["precision"] == "bf16" and result["steps"] == 60
+
+
+def test_precision_auto_resolves_to_what_the_hardware_has():
+    cpu = torch.device("cpu")
+    assert resolve_precision("auto", cpu) == ("bf16" if native_bf16(cpu) else "fp32")
+    assert resolve_precision("fp32", cpu) == "fp32"
+    with pytest.raises(ChatbotError, match="bf16 is not supported on MPS"):
+        resolve_precision("bf16", torch.device("mps"))
+    with pytest.raises(ChatbotError, match="--precision"):
+        TrainConfig(precision="fp8")
+    with pytest.raises(ChatbotError, match="--min-lr-ratio"):
+        TrainConfig(min_lr_ratio=1.5)
+
+
+def test_preset_fills_unset_flags_and_explicit_flags_win(chat_corpus, tmp_path):
+    r = run_cli("train_lm.py", "--corpus", str(chat_corpus), "--out", str(tmp_path / "p"), "--preset", "cpu",
+                "--hidden-size", "32", "--embed-size", "0", "--precision", "fp32", "--batch-size", "4",
+                "--time-budget", "2", "--eval-every", "1000000")
+    assert r.returncode == 0, r.stderr
+    config = json.loads((tmp_path / "p" / "config.json").read_text())
+    cpu = PRESETS["cpu"]
+    assert config["model"]["num_layers"] == cpu.num_layers and config["model"]["hidden_size"] == 32
+    t = config["training"]
+    assert (t["seq_len"], t["lr"], t["min_lr_ratio"]) == (cpu.seq_len, cpu.lr, cpu.min_lr_ratio)
+    assert (t["batch_size"], t["precision"], t["eval_every"]) == (4, "fp32", 1000000)
+    assert t["max_steps"] is None and t["time_budget"] == 2  # a budget alone sets no step limit

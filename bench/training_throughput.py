@@ -1,0 +1,104 @@
+"""Training throughput of each preset: tokens/s of the real `train_lm.py`, the matrix-multiply
+GFLOP/s that implies, as a fraction of the fp32 (and bf16) matmul rate measured here on the
+same machine, and the training process's peak RSS.
+
+FLOPs per token are counted from the shapes: forward = 2 x (every recurrent weight + the head),
+training = 3 x forward (the backward pass does twice the forward's products). Element-wise
+gate arithmetic is not counted, so the fraction is a lower bound on how busy the cores are.
+
+    python bench/training_throughput.py --corpus corpora/default          # the README table
+    python bench/training_throughput.py --corpus corpora/default --smoke  # seconds
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from measure import ROOT, run_measured
+
+sys.path.insert(0, str(ROOT))
+from chatbot.presets import PRESETS  # noqa: E402
+
+
+def matmul_rate(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
+    """FLOP/s of an n x n matrix product (median of several)."""
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    a @ b
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - start)
+    return 2 * n**3 / statistics.median(times)
+
+
+def training_flops_per_token(model: dict) -> float:
+    gates = {"lstm": 4, "gru": 3, "rnn": 1}[model["cell"]]
+    E, H, V = model["embed_size"], model["hidden_size"], model["vocab_size"]
+    recurrent = sum(gates * H * ((E if i == 0 else H) + H) for i in range(model["num_layers"]))
+    return 3 * 2 * (recurrent + H * V)
+
+
+def measure_preset(name: str, corpus: str, budget: float, out: Path, extra: list[str]) -> dict:
+    args = ["train_lm.py", "--corpus", corpus, "--preset", name, "--time-budget", str(budget),
+            "--max-steps", "1000000", "--eval-every", "1000000", "--out", str(out), *extra]
+    done = run_measured(args, out.with_suffix(".log"))
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(args)} failed:\n{done.output[-2000:]}")
+    steps = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    steps = [s for s in steps if "train_loss" in s]
+    warm = steps[min(2, len(steps) - 2)]  # skip the first steps (allocation, oneDNN set-up)
+    rate = (steps[-1]["tokens_seen"] - warm["tokens_seen"]) / (steps[-1]["seconds"] - warm["seconds"])
+    config = json.loads((out / "config.json").read_text())
+    return {"tokens_per_second": rate, "peak_rss_mb": done.peak_rss_mb, "model": config["model"],
+            "precision": config["training"]["precision"]}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--corpus", default="corpora/default")
+    p.add_argument("--presets", default=",".join(PRESETS))
+    p.add_argument("--budget", type=float, default=20.0, help="training seconds per run")
+    p.add_argument("--repeats", type=int, default=3, help="runs per preset; medians are shown")
+    p.add_argument("--smoke", action="store_true")
+    args = p.parse_args(argv)
+    names = args.presets.split(",")
+    extra = []
+    if args.smoke:
+        args.budget, args.repeats, names = 2.0, 1, names[:2]
+        extra = ["--hidden-size", "32", "--embed-size", "0"]
+    fp32 = matmul_rate(torch.float32, 512 if args.smoke else 2048)
+    bf16 = matmul_rate(torch.bfloat16, 512 if args.smoke else 2048)
+    work = Path(tempfile.mkdtemp(prefix="throughput-"))
+    results = {n: [] for n in names}
+    for r in range(args.repeats):  # interleaved, so machine drift hits every preset alike
+        for n in names:
+            results[n].append(measure_preset(n, args.corpus, args.budget, work / f"{n}-{r}", extra))
+    print(f"{args.corpus}; {torch.get_num_threads()} threads; median of {args.repeats} runs of "
+          f"{args.budget:.0f} s; matmul rate measured here: fp32 {fp32 / 1e9:,.0f} GFLOP/s, "
+          f"bf16 {bf16 / 1e9:,.0f} GFLOP/s")
+    print("| preset | model | precision | tokens/s | GFLOP/s | of fp32 matmul | of same-precision matmul "
+          "| peak RSS (MB) |")
+    print("|---|---|---|---:|---:|---:|---:|---:|")
+    for n in names:
+        runs = results[n]
+        m = runs[0]["model"]
+        rate = statistics.median(x["tokens_per_second"] for x in runs)
+        flops = rate * training_flops_per_token(m)
+        peak = bf16 if runs[0]["precision"] == "bf16" else fp32
+        print(f"| {n} | {m['num_layers']}×{m['hidden_size']} (embed {m['embed_size']}) | "
+              f"{runs[0]['precision']} | {rate:,.0f} | {flops / 1e9:,.0f} | {flops / fp32:.0%} | "
+              f"{flops / peak:.0%} | {statistics.median(x['peak_rss_mb'] for x in runs):,.0f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
