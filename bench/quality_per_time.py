@@ -34,6 +34,11 @@ def train_once(corpus: str, out: Path, budget: float, flags: list[str], extra: l
     done = run_measured(args, out.with_suffix(".log"))
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(args)} failed:\n{done.output[-2000:]}")
+    return read_run(out, done.peak_rss_mb)
+
+
+def read_run(out: Path, peak_rss_mb: float) -> dict:
+    """A finished run's curves and numbers, from its train_log.jsonl and config.json."""
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     val = [(r["seconds"], r["val_nats_per_char"]) for r in log if "val_nats_per_char" in r]
     train = [(r["seconds"], r["train_loss"]) for r in log if "train_loss" in r]
@@ -41,7 +46,7 @@ def train_once(corpus: str, out: Path, budget: float, flags: list[str], extra: l
     config = json.loads((out / "config.json").read_text())
     return {"val": val, "train": train, "final": val[-1][1], "steps": steps[-1]["step"],
             "tokens_per_second": steps[-1]["tokens_seen"] / steps[-1]["seconds"],
-            "peak_rss_mb": done.peak_rss_mb, "model": config["model"],
+            "peak_rss_mb": peak_rss_mb, "model": config["model"],
             "precision": config["training"]["precision"]}
 
 
@@ -66,7 +71,7 @@ def plot(runs: list[tuple[str, dict]], budget: float, png: Path) -> None:
     ax.plot(*NANOGPT_CPU, "k*", markersize=12, label="nanoGPT CPU recipe (documented)")
     ax.set_xlabel("training seconds (2-core CPU)")
     ax.set_ylabel("loss, nats per character (faint: training)")
-    ax.set_ylim(1.3, 2.6)
+    ax.set_ylim(1.1, 2.6)
     ax.set_xlim(0, budget * 1.05)
     ax.grid(alpha=0.3)
     ax.legend()

@@ -93,8 +93,9 @@ def native_bf16(device: torch.device) -> bool:
     """Whether bfloat16 matrix products run in hardware here (elsewhere they are emulated, slower)."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    if device.type == "cpu":  # oneDNN's own check for AVX512-BF16 / AMX
+        check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+        return bool(check is not None and check())
     return False
 
 
