@@ -17,7 +17,7 @@ from chatbot.training import PRECISIONS, TrainConfig, train
 MODEL_FLAGS = {"cell": "cell", "layers": "num_layers", "hidden_size": "hidden_size",
                "embed_size": "embed_size", "dropout": "dropout"}
 TRAIN_FLAGS = ("seq_len", "batch_size", "lr", "min_lr_ratio", "warmup_steps", "weight_decay", "grad_clip",
-               "max_steps", "time_budget", "eval_every", "val_fraction", "seed", "device", "precision")
+               "max_steps", "time_budget", "eval_every", "checkpoint_every", "val_fraction", "seed", "device", "precision")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -54,6 +54,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         "(no step limit when only --time-budget is given)")
     g.add_argument("--time-budget", type=float, help="stop after this many seconds of training")
     g.add_argument("--eval-every", type=int, default=d.eval_every, help="steps between validations")
+    g.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every,
+                   help="steps between resume points (a kill loses at most this many steps); "
+                        "0 = at each evaluation")
     g.add_argument("--val-fraction", type=float, default=d.val_fraction,
                    help="the last fraction of the text that validates")
     g.add_argument("--seed", type=int, default=d.seed)
@@ -90,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, stop_gently)
     try:
         cfg = TrainConfig(**{k: getattr(args, k) for k in TRAIN_FLAGS})
-        overrides = {k: getattr(args, k) for k in ("max_steps", "time_budget", "device")
+        overrides = {k: getattr(args, k) for k in ("max_steps", "time_budget", "device", "checkpoint_every")
                      if k in args.explicit}
         result = train(args.corpus, args.out, args.tokenizer, args.vocab_size,
                        {v: getattr(args, k) for k, v in MODEL_FLAGS.items()}, cfg,

@@ -10,9 +10,13 @@ def atomic_write(path: Path, data: bytes) -> Path:
     """Write beside the target, fsync, then rename over it (rename is atomic on POSIX)."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # a full disk, a permission error, a signal: leave no half file behind
+        tmp.unlink(missing_ok=True)
+        raise
     return path

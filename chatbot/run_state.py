@@ -1,14 +1,16 @@
 """Everything --resume needs to continue a run exactly, stored without pickle.
 
-OUT/resume/ holds the latest weights, the optimizer's moments, the carried hidden state and
-the RNG state as safetensors, and the counters as JSON. state.json is written last and names
-its step, which the tensor files repeat in their metadata, so a crash between writes is
-detected instead of resuming from a mixed state.
+OUT/resume/step-N/ holds the weights, the optimizer's moments, the carried hidden state and
+the RNG state as safetensors, and the counters as JSON (state.json, whose step the tensor files
+repeat in their metadata). A snapshot is written whole into a new folder and only then named
+by OUT/resume/LATEST, itself replaced atomically; older snapshots are deleted after that. So a
+kill at any moment, even mid-write, leaves LATEST naming a complete snapshot.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from .errors import ChatbotError
 from .model import LanguageModel, State
 
 RESUME_DIR = "resume"
+LATEST = "LATEST"
 
 
 @dataclass
@@ -33,8 +36,24 @@ class RunState:
 
 
 def save_run_state(out: Path, model: LanguageModel, optimizer: torch.optim.Optimizer, run: RunState):
-    folder = Path(out) / RESUME_DIR
-    folder.mkdir(parents=True, exist_ok=True)
+    root = Path(out) / RESUME_DIR
+    name = f"step-{run.step}"
+    folder = root / name
+    if folder.exists():  # a snapshot of this step left half-written by a kill, or rewritten
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    try:
+        _write_snapshot(folder, model, optimizer, run)
+    except OSError:  # e.g. a full disk: free what was written; LATEST still names the last good one
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    atomic_write(root / LATEST, name.encode())
+    for old in root.iterdir():  # earlier snapshots, and the files of the old flat layout
+        if old.name not in (name, LATEST):
+            shutil.rmtree(old) if old.is_dir() else old.unlink()
+
+
+def _write_snapshot(folder: Path, model: LanguageModel, optimizer: torch.optim.Optimizer, run: RunState):
     meta = {"step": str(run.step)}
     save_tensors(folder / "model.safetensors", model.weights_for_saving(), meta)
     opt = optimizer.state_dict()
@@ -48,18 +67,31 @@ def save_run_state(out: Path, model: LanguageModel, optimizer: torch.optim.Optim
     atomic_write(folder / "state.json", json.dumps(state, indent=1, ensure_ascii=False).encode())
 
 
+def _snapshot(out: Path) -> Path:
+    """The folder LATEST names (or, for runs saved before snapshots, resume/ itself)."""
+    root = Path(out) / RESUME_DIR
+    try:
+        name = (root / LATEST).read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return root
+    if not name.startswith("step-") or "/" in name or "\\" in name:
+        raise ChatbotError(f"{root / LATEST} is damaged ({name[:40]!r}); cannot resume from it.")
+    return root / name
+
+
 def has_run_state(out: Path) -> bool:
-    return (Path(out) / RESUME_DIR / "state.json").is_file()
+    root = Path(out) / RESUME_DIR
+    return (root / LATEST).is_file() or (root / "state.json").is_file()
 
 
 def read_run_info(out: Path) -> dict:
     """The settings the run was started with (to rebuild its model and tokenizer)."""
-    return _read_state_json(Path(out) / RESUME_DIR / "state.json")["run"]
+    return _read_state_json(_snapshot(out) / "state.json")["run"]
 
 
 def load_run_state(out: Path, model: LanguageModel, optimizer: torch.optim.Optimizer,
                    device: torch.device) -> RunState:
-    folder = Path(out) / RESUME_DIR
+    folder = _snapshot(out)
     state = _read_state_json(folder / "state.json")
     weights, wmeta = load_tensors(folder / "model.safetensors")
     tensors, tmeta = load_tensors(folder / "trainer.safetensors")

@@ -7,8 +7,10 @@ train_lm.py only turns command-line flags into its arguments.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import shutil
 import threading
 import time
 from dataclasses import asdict, dataclass, fields, replace
@@ -46,6 +48,7 @@ class TrainConfig:
     max_steps: int | None = 2000  # optimizer steps of the whole run, counted across resumes
     time_budget: float | None = None  # seconds of training in this invocation
     eval_every: int = 100
+    checkpoint_every: int = 0  # steps between resume points; 0: at each evaluation only
     val_fraction: float = 0.1
     seed: int = 1337
     device: str = "auto"
@@ -56,6 +59,8 @@ class TrainConfig:
         for name in ("seq_len", "batch_size", "eval_every"):
             if getattr(self, name) < 1:
                 raise ChatbotError(f"--{name.replace('_', '-')} must be at least 1.")
+        if self.checkpoint_every < 0:
+            raise ChatbotError("--checkpoint-every must be 0 (at evaluations only) or a number of steps.")
         if self.max_steps is not None and self.max_steps < 1:
             raise ChatbotError("--max-steps must be at least 1.")
         if self.time_budget is not None and not self.time_budget > 0:
@@ -179,6 +184,8 @@ class Trainer:
                 self.on_event({"type": "step", **record, "tokens_per_second": rate})
                 if run.step % cfg.eval_every == 0:
                     metrics = self._evaluate_and_save(log)
+                elif cfg.checkpoint_every and run.step % cfg.checkpoint_every == 0:
+                    self._save_resume_point(log)
             # A clean end (steps, time or a stop request) leaves a chat-able model and an exact
             # resume point. An exception leaves the files of the last evaluation untouched.
             if self._last_saved_step != run.step:
@@ -223,21 +230,45 @@ class Trainer:
         self.on_event({"type": "eval", **metrics})
         improved = run.best_val is None or metrics["val_nats_per_char"] < run.best_val
         if improved:
+            with self._writing("best checkpoint"):
+                save_checkpoint(self.out, self.model, self.tokenizer, {**self.info, "metrics": metrics})
             run.best_val = metrics["val_nats_per_char"]
-            save_checkpoint(self.out, self.model, self.tokenizer, {**self.info, "metrics": metrics})
-        save_run_state(self.out, self.model, self.optimizer, run)
+        with self._writing("resume point"):
+            save_run_state(self.out, self.model, self.optimizer, run)
         tqdm.write(f"step {run.step}: val {metrics['val_nats_per_char']:.4f} nats/char "
                    f"({metrics['val_bits_per_char']:.4f} bits/char)"
                    + (" - saved best" if improved else ""))
         return metrics
 
 
+    def _save_resume_point(self, log) -> None:
+        log.flush()  # the log must reach at least as far as the resume point
+        with self._writing("resume point"):
+            save_run_state(self.out, self.model, self.optimizer, self.run)
+
+    @contextlib.contextmanager
+    def _writing(self, what: str):
+        """A failed write (full disk, lost permission) stops the run with a clear message; the
+        previous files stay whole because every write goes to a new file first."""
+        try:
+            yield
+        except OSError as exc:
+            raise ChatbotError(f"could not write the {what} in {self.out} ({exc.strerror or exc}). "
+                               f"The previous one is kept. Free some disk space or fix the "
+                               f"folder's permissions, then continue with --resume.") from None
+
+
 def _truncate_log(path: Path, step: int):
     """Drop log lines written after the resume point, so the log reads as one run."""
     if not path.exists():
         return
-    keep = [line for line in path.read_text(encoding="utf-8").splitlines()
-            if line.strip() and json.loads(line)["step"] <= step]
+    keep = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                keep.append(line)
+        except (ValueError, KeyError, TypeError):  # a line torn by a kill mid-write
+            continue
     atomic_write(path, ("\n".join(keep) + "\n" if keep else "").encode())
 
 
@@ -258,6 +289,19 @@ def check_out_folder(out: Path, resume: bool):
                            f"can write to.") from None
 
 
+def check_disk_space(out: Path, model: LanguageModel) -> None:
+    """Refuse to start a run whose checkpoints cannot fit, instead of failing hours later."""
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    # best checkpoint (1x) + resume snapshot (weights and two Adam moments, 3x), with the
+    # previous copy of each still on disk while the new one is written: 8x, plus slack.
+    need = 8 * weights + 2**20
+    free = shutil.disk_usage(out).free
+    if free < need:
+        raise ChatbotError(f"only {free / 1e6:,.1f} MB free where --out {out} is, but this model's "
+                           f"checkpoints need about {need / 1e6:,.1f} MB. Free some space or choose "
+                           f"another --out.")
+
+
 def train(corpus: str | Path | None, out: str | Path, tokenizer_kind: str = "char",
           vocab_size: int | None = None, model_settings: dict | None = None,
           cfg: TrainConfig | None = None, resume: bool = False, command: str = "",
@@ -273,7 +317,7 @@ def train(corpus: str | Path | None, out: str | Path, tokenizer_kind: str = "cha
     if resume:
         info = read_run_info(out)
         saved = TrainConfig.from_dict(info["training"])
-        allowed = {"max_steps", "time_budget", "device"}
+        allowed = {"max_steps", "time_budget", "device", "checkpoint_every"}
         overrides = {k: v for k, v in (resume_overrides or {}).items() if k in allowed}
         cfg = TrainConfig(**{**asdict(saved), **overrides})
         corpus = corpus or info["corpus"]["path"]
@@ -297,6 +341,7 @@ def train(corpus: str | Path | None, out: str | Path, tokenizer_kind: str = "cha
     ids, doc_starts = text.encode_with_starts(tokenizer)
     split = split_ids(ids, cfg.val_fraction, tokenizer, cfg.seq_len, doc_starts)
     model = LanguageModel(model_cfg).to(device)
+    check_disk_space(out, model)
     if not resume:
         info = {"model": model_cfg.to_dict(), "tokenizer": tokenizer.describe(),
                 "training": {**asdict(cfg), "command": command},
