@@ -6,7 +6,6 @@ reloads and closed tabs; this page only polls it.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 
@@ -16,34 +15,13 @@ import streamlit as st
 
 from app_pages.resources import CORPORA_DIR, MAX_UPLOAD_MB, data_dir, job_slot, models_dir
 from chatbot.corpus import CORPUS_SUFFIXES, load_corpus
+from chatbot.uploads import save_upload
 from chatbot.errors import ChatbotError
 from chatbot.plain_text import escape_markdown
 from chatbot.presets import PRESETS, epoch_seconds, seconds_per_step
 from chatbot.train_job import JobRequest, JobSnapshot
 
 NAME_RULE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
-
-
-def save_upload(name: str, content: bytes) -> Path:
-    """Store an upload under data_dir()/uploads with a name we make (never the path it came
-    with), then check that it reads as a corpus; a bad file is deleted again."""
-    if len(content) > MAX_UPLOAD_MB * 1024 * 1024:
-        raise ChatbotError(f"{name} is {len(content) / 2**20:.1f} MB; the limit is {MAX_UPLOAD_MB} MB. "
-                           f"Train on a larger corpus from the command line with train_lm.py.")
-    suffix = Path(name).suffix.lower()
-    if suffix not in CORPUS_SUFFIXES:
-        raise ChatbotError(f"{name}: upload a .txt or .jsonl file.")
-    stem = re.sub(r"[^A-Za-z0-9_-]", "_", Path(name).stem)[:40] or "corpus"
-    folder = data_dir() / "uploads"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{hashlib.sha256(content).hexdigest()[:12]}-{stem}{suffix}"
-    path.write_bytes(content)
-    try:
-        load_corpus(path)
-    except ChatbotError as exc:
-        path.unlink(missing_ok=True)
-        raise ChatbotError(str(exc).replace(str(path), name)) from None
-    return path
 
 
 def corpus_choices() -> list[Path]:
@@ -131,7 +109,7 @@ if source == "Upload a file":
                               type=["txt", "jsonl"], key="upload")
     if upload is not None:
         try:
-            corpus = save_upload(upload.name, upload.getvalue())
+            corpus = save_upload(data_dir() / "uploads", upload.name, upload.getvalue(), MAX_UPLOAD_MB)
         except ChatbotError as exc:
             st.error(escape_markdown(str(exc)))
 else:
