@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -32,3 +33,28 @@ def run_measured(args: list[str], log: Path) -> Finished:
     kilobytes = usage.ru_maxrss  # Linux reports kilobytes
     return Finished(proc.returncode, time.perf_counter() - start, kilobytes / 1024,
                     log.read_text(errors="replace"))
+
+
+@dataclass
+class TrainingRun:
+    log: list[dict]  # train_log.jsonl: one record per step, one per evaluation
+    config: dict  # the checkpoint's config.json
+    peak_rss_mb: float
+
+    @property
+    def steps(self) -> list[dict]:
+        return [r for r in self.log if "train_loss" in r]
+
+
+def run_train_lm(args: list[str], out: Path) -> TrainingRun:
+    """`python train_lm.py ARGS --out OUT` as a measured child; stops the bench if it fails."""
+    cmd = ["train_lm.py", *args, "--out", str(out)]
+    done = run_measured(cmd, out.with_suffix(".log"))
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{done.output[-2000:]}")
+    return read_training_run(out, done.peak_rss_mb)
+
+
+def read_training_run(out: Path, peak_rss_mb: float) -> TrainingRun:
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    return TrainingRun(log, json.loads((out / "config.json").read_text()), peak_rss_mb)

@@ -14,13 +14,12 @@ final evaluation follows it.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
 from pathlib import Path
 
-from measure import ROOT, run_measured
+from measure import ROOT, TrainingRun, run_train_lm
 
 RECIPE = ("cpu preset", ["--preset", "cpu"])
 BASELINE = ("plain 2×256 LSTM (small preset, fp32)", ["--preset", "small"])
@@ -29,25 +28,19 @@ NANOGPT_CPU = (272, 1.886)  # nanoGPT's documented CPU recipe: seconds, val nats
 
 
 def train_once(corpus: str, out: Path, budget: float, flags: list[str], extra: list[str]) -> dict:
-    args = ["train_lm.py", "--corpus", corpus, "--tokenizer", "char", *flags, *extra,
-            "--time-budget", str(budget), "--out", str(out)]
-    done = run_measured(args, out.with_suffix(".log"))
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(args)} failed:\n{done.output[-2000:]}")
-    return read_run(out, done.peak_rss_mb)
+    run = run_train_lm(["--corpus", corpus, "--tokenizer", "char", *flags, *extra,
+                        "--time-budget", str(budget)], out)
+    return summarise(run)
 
 
-def read_run(out: Path, peak_rss_mb: float) -> dict:
-    """A finished run's curves and numbers, from its train_log.jsonl and config.json."""
-    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
-    val = [(r["seconds"], r["val_nats_per_char"]) for r in log if "val_nats_per_char" in r]
-    train = [(r["seconds"], r["train_loss"]) for r in log if "train_loss" in r]
-    steps = [r for r in log if "train_loss" in r]
-    config = json.loads((out / "config.json").read_text())
-    return {"val": val, "train": train, "final": val[-1][1], "steps": steps[-1]["step"],
-            "tokens_per_second": steps[-1]["tokens_seen"] / steps[-1]["seconds"],
-            "peak_rss_mb": peak_rss_mb, "model": config["model"],
-            "precision": config["training"]["precision"]}
+def summarise(run: TrainingRun) -> dict:
+    """A finished run's curves and numbers."""
+    val = [(r["seconds"], r["val_nats_per_char"]) for r in run.log if "val_nats_per_char" in r]
+    steps = run.steps
+    return {"val": val, "train": [(r["seconds"], r["train_loss"]) for r in steps], "final": val[-1][1],
+            "steps": steps[-1]["step"], "tokens_per_second": steps[-1]["tokens_seen"] / steps[-1]["seconds"],
+            "peak_rss_mb": run.peak_rss_mb, "model": run.config["model"],
+            "precision": run.config["training"]["precision"]}
 
 
 def plot(runs: list[tuple[str, dict]], budget: float, png: Path) -> None:

@@ -13,7 +13,6 @@ gate arithmetic is not counted, so the fraction is a lower bound on how busy the
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from measure import ROOT, run_measured
+from measure import ROOT, run_train_lm
 
 sys.path.insert(0, str(ROOT))
 from chatbot.presets import PRESETS  # noqa: E402
@@ -62,18 +61,13 @@ def training_flops_per_token(model: dict) -> float:
 
 
 def measure_preset(name: str, corpus: str, budget: float, out: Path, extra: list[str]) -> dict:
-    args = ["train_lm.py", "--corpus", corpus, "--preset", name, "--time-budget", str(budget),
-            "--max-steps", "1000000", "--eval-every", "1000000", "--out", str(out), *extra]
-    done = run_measured(args, out.with_suffix(".log"))
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(args)} failed:\n{done.output[-2000:]}")
-    steps = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
-    steps = [s for s in steps if "train_loss" in s]
+    run = run_train_lm(["--corpus", corpus, "--preset", name, "--time-budget", str(budget),
+                        "--max-steps", "1000000", "--eval-every", "1000000", *extra], out)
+    steps = run.steps
     warm = steps[min(2, len(steps) - 2)]  # skip the first steps (allocation, oneDNN set-up)
     rate = (steps[-1]["tokens_seen"] - warm["tokens_seen"]) / (steps[-1]["seconds"] - warm["seconds"])
-    config = json.loads((out / "config.json").read_text())
-    return {"tokens_per_second": rate, "peak_rss_mb": done.peak_rss_mb, "model": config["model"],
-            "precision": config["training"]["precision"]}
+    return {"tokens_per_second": rate, "peak_rss_mb": run.peak_rss_mb, "model": run.config["model"],
+            "precision": run.config["training"]["precision"]}
 
 
 def main(argv=None) -> int:

@@ -7,10 +7,9 @@ import time
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from .model import LanguageModel, ModelConfig
-from .training import resolve_precision
+from .training import resolve_precision, training_loss
 
 
 @dataclass(frozen=True)
@@ -61,9 +60,7 @@ def seconds_per_step(preset: Preset, vocab_size: int, steps: int = 2) -> float:
     bf16 = resolve_precision(preset.precision, torch.device("cpu")) == "bf16"
 
     def step():
-        with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
-            logits, _ = model(x[:, :-1], state)
-        loss = F.cross_entropy(logits.flatten(0, 1).float(), x[:, 1:].flatten())
+        loss, _ = training_loss(model, x[:, :-1], x[:, 1:], state, bf16)
         opt.zero_grad()
         loss.backward()
         opt.step()

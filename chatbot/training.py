@@ -112,6 +112,14 @@ def resolve_precision(name: str, device: torch.device) -> str:
     return name
 
 
+def training_loss(model: LanguageModel, x: torch.Tensor, y: torch.Tensor, state, bf16: bool):
+    """One forward at the run's precision (bf16 matmuls under autocast when asked); the loss
+    itself is taken in fp32. Returns (loss, state after the window)."""
+    with torch.autocast(x.device.type, torch.bfloat16, enabled=bf16):
+        logits, state = model(x, state)
+    return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten()), state
+
+
 def learning_rate(cfg: TrainConfig, step: int, progress: float) -> float:
     """Linear warm-up, then cosine from lr down to lr * min_lr_ratio as progress goes 0 -> 1."""
     if step < cfg.warmup_steps:
@@ -204,9 +212,7 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         x, y = x.to(self.device), y.to(self.device)
-        with torch.autocast(self.device.type, torch.bfloat16, enabled=cfg.precision == "bf16"):
-            logits, state = self.model(x, run.carried)
-        loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
+        loss, state = training_loss(self.model, x, y, run.carried, cfg.precision == "bf16")
         if not torch.isfinite(loss):
             raise ChatbotError(f"the loss became {loss.item()} at step {run.step + 1}; stopping. "
                                f"The last good checkpoint is kept. Lower --lr and resume.")
@@ -233,13 +239,11 @@ class Trainer:
             with self._writing("best checkpoint"):
                 save_checkpoint(self.out, self.model, self.tokenizer, {**self.info, "metrics": metrics})
             run.best_val = metrics["val_nats_per_char"]
-        with self._writing("resume point"):
-            save_run_state(self.out, self.model, self.optimizer, run)
+        self._save_resume_point(log)
         tqdm.write(f"step {run.step}: val {metrics['val_nats_per_char']:.4f} nats/char "
                    f"({metrics['val_bits_per_char']:.4f} bits/char)"
                    + (" - saved best" if improved else ""))
         return metrics
-
 
     def _save_resume_point(self, log) -> None:
         log.flush()  # the log must reach at least as far as the resume point
