@@ -1,17 +1,22 @@
 """Chat page: a conversation whose memory is the LSTM's state, streamed token by token.
 
 Each browser session keeps its own ChatSession in st.session_state; the model is shared.
+Every reply is saved to data/conversations.sqlite3 with the memory snapshots, and the
+conversation's id is kept in the URL (?c=...), so a reload or a server restart resumes it.
 """
 
 from __future__ import annotations
 
+import sqlite3
 import time
 
 import streamlit as st
 
-from app_pages.resources import models_dir, open_model
+from app_pages.resources import conversation_store, models_dir, open_model
 from chatbot.catalog import list_checkpoints
 from chatbot.chat import MAX_MESSAGE_CHARS, ChatSession
+from chatbot.conversations import (ConversationConflict, StoredConversation, new_conversation_id,
+                                   restore_session)
 from chatbot.errors import ChatbotError
 from chatbot.gates import memory_kept, trace
 from chatbot.pacing import StreamStats, paced
@@ -66,17 +71,113 @@ def sidebar_settings():
     return valid[name], sampling
 
 
+SAMPLING_KEYS = ("temperature", "top_k", "top_p", "repetition_penalty", "min_p", "typical_p",
+                 "max_new_tokens", "beam_width", "relevance")
+
+
+def begin_conversation(conversation_id: str, stored: StoredConversation | None = None) -> None:
+    """Make `conversation_id` this tab's conversation. A stored one brings back its model and
+    sampling settings now (before the widgets are drawn) and its turns and memory once its
+    model is loaded (current_session)."""
+    state.conv_id = conversation_id
+    state.conv_version = stored.version if stored else 0
+    state.conv_pending = stored
+    state.conv_notice = None
+    if stored is None:
+        return
+    if stored.model in {i.name for i in list_checkpoints(models_dir()) if i.valid}:
+        state.model_name = stored.model
+    for key in SAMPLING_KEYS:
+        if isinstance(stored.sampling.get(key), (int, float)):
+            state[key] = stored.sampling[key]
+    seed = stored.sampling.get("seed")
+    state.use_seed = isinstance(seed, int)
+    if isinstance(seed, int):
+        state.seed = seed
+
+
+def open_conversation(conversation_id: str) -> None:
+    stored = store.load(conversation_id) if store else None
+    begin_conversation(conversation_id, stored)
+
+
+def new_conversation() -> None:
+    begin_conversation(new_conversation_id())
+
+
+def delete_conversation() -> None:
+    if store:
+        store.delete(state.conv_id)
+        st.toast("Conversation deleted.")
+    new_conversation()
+
+
+def rename_conversation() -> None:
+    try:
+        store.rename(state.conv_id, state[f"title-{state.conv_id}"])
+    except ChatbotError as exc:
+        st.toast(str(exc))
+
+
 def current_session(info, sampling) -> ChatSession:
-    """This browser session's conversation, rebuilt when the model changes."""
+    """This tab's conversation, rebuilt (and restored from the database) when the conversation
+    or the model changes. Picking another model starts a new conversation."""
     ckpt, stepper, mtime = open_model(info)
-    if state.get("chat_model") != (info.name, mtime):
-        if state.get("chat_model") is not None:
-            st.toast(f"Switched to {info.name}: a new chat starts.")
+    if (state.get("chat_conv") == state.conv_id and state.get("chat_model") is not None
+            and state.chat_model != (info.name, mtime)):
+        st.toast(f"Switched to {info.name}: a new chat starts.")
+        new_conversation()
+    if (state.get("chat_conv"), state.get("chat_model")) != (state.conv_id, (info.name, mtime)):
         state.chat = ChatSession(ckpt.model, ckpt.tokenizer, sampling, stepper)
-        state.chat_model = (info.name, mtime)
+        stored = state.pop("conv_pending", None)
+        if stored is not None:
+            state.conv_notice = restore_session(state.chat, stored, ckpt.fingerprint)
+        state.chat_model, state.chat_conv = (info.name, mtime), state.conv_id
+        state.chat_fingerprint = ckpt.fingerprint
         state.reply_stats = {}
     state.chat.sampling = sampling
     return state.chat
+
+
+def save_conversation(chat: ChatSession) -> None:
+    """Write the turn just made. If another tab changed this conversation meanwhile, this
+    tab's version is kept as a new conversation instead of mixing the two."""
+    if store is None or not (chat.turns or chat.earlier):
+        return
+    name, fingerprint = state.chat_model[0], state.chat_fingerprint
+    try:
+        try:
+            state.conv_version = store.save(state.conv_id, chat, name, fingerprint, state.conv_version)
+        except ConversationConflict:
+            state.conv_id = state.chat_conv = new_conversation_id()
+            state.conv_version = store.save(state.conv_id, chat, name, fingerprint, 0)
+            state.conv_notice = ("This conversation was changed in another tab, so this tab's "
+                                 "version goes on as a new conversation; both are in the list.")
+    except (sqlite3.Error, OSError) as exc:
+        state.conv_notice = f"This reply could not be saved ({exc}); the chat goes on unsaved."
+    if state.get("conv_notice"):  # (the page's next run shows it too, above the chat)
+        st.warning(escape_markdown(state.conv_notice))
+    st.query_params["c"] = state.conv_id
+
+
+def saved_conversations(box) -> None:
+    """The sidebar list of saved conversations: open one, rename or delete this one."""
+    if store is None:
+        return
+    past = store.list()
+    current = next((c for c in past if c.id == state.conv_id), None)
+    with box.expander(f"Saved conversations ({len(past)})", expanded=bool(past)):
+        if current is not None:
+            st.text_input("Name of this conversation", current.title, key=f"title-{current.id}",
+                          on_change=rename_conversation, max_chars=80)
+            st.button("Delete this conversation", on_click=delete_conversation, width="stretch")
+        for conv in past:
+            when = time.strftime("%d %b %H:%M", time.localtime(conv.updated))
+            st.button(escape_markdown(f"{conv.title} · {conv.turns} turns · {when}"),
+                      key=f"open-{conv.id}", on_click=open_conversation, args=(conv.id,),
+                      width="stretch", disabled=conv.id == state.conv_id, type="tertiary")
+        st.caption(escape_markdown(f"Saved with their memory in {store.path}. The address bar's "
+                                   f"?c= names this one, so a reload or a restart comes back to it."))
 
 
 def stats_caption(index: int) -> None:
@@ -85,10 +186,22 @@ def stats_caption(index: int) -> None:
         st.caption(caption)
 
 
+def show_user(turn) -> None:
+    with st.chat_message("user"):
+        st.markdown(escape_markdown(turn.user))
+        if turn.cut_from:
+            st.caption(f"Only the first {MAX_MESSAGE_CHARS:,} of this message's {turn.cut_from:,} "
+                       f"characters were read (the limit per message).")
+
+
 def show_turns(chat: ChatSession, upto: int) -> None:
-    for index, turn in enumerate(chat.turns[:upto]):
+    for user, reply in chat.earlier:
         with st.chat_message("user"):
-            st.markdown(escape_markdown(turn.user))
+            st.markdown(escape_markdown(user))
+        with st.chat_message("assistant"):
+            st.markdown(escape_markdown(reply) if reply else "*(empty reply)*")
+    for index, turn in enumerate(chat.turns[:upto]):
+        show_user(turn)
         with st.chat_message("assistant"):
             st.markdown(escape_markdown(turn.reply.text) if turn.reply.text else "*(empty reply)*")
             stats_caption(index)
@@ -118,10 +231,11 @@ def stream_reply(chat: ChatSession, pieces, started: float, prefix: str = "") ->
             record()
             recorded = True
             stats_caption(index)
-    finally:  # also after a Stop or a click: the numbers of what was sampled
+    finally:  # also after a Stop or a click: the numbers of what was sampled, and the turn
         chunks.close()
         if not recorded:
             record()
+        save_conversation(chat)
 
 
 def memory_note(chat: ChatSession, turn) -> str:
@@ -145,8 +259,14 @@ def _prefixed(prefix: str, chunks):
     yield from chunks
 
 
+store = conversation_store()
+if state.get("conv_id") is None:  # a new tab, or a reload: the URL says which conversation
+    wanted = st.query_params.get("c")
+    open_conversation(wanted) if wanted else new_conversation()
 info, sampling = sidebar_settings()
 chat = current_session(info, sampling)
+if st.query_params.get("c") != state.conv_id:
+    st.query_params["c"] = state.conv_id
 
 with st.sidebar:
     # Drawn before this run's message is answered, so nothing here depends on the turn count:
@@ -154,7 +274,7 @@ with st.sidebar:
     # downloads build the transcript when clicked.
     st.subheader("Conversation")
     left, right = st.columns(2)
-    new_chat = left.button("New chat", width="stretch")
+    left.button("New chat", width="stretch", on_click=new_conversation)
     regenerate = right.button("Regenerate", width="stretch")
     extend = st.button("Continue the last reply", width="stretch")
     left, right = st.columns(2)
@@ -167,33 +287,32 @@ with st.sidebar:
                    "how much of its state the model carried from one token to the next")
     st.caption("The bot's memory is its hidden and cell state, carried from turn to turn: "
                "each message is fed once, never the whole history. The Inspect page shows it.")
+    saved_box = st.container()  # filled after the reply, so the list includes it
 
-message = st.chat_input("Message the bot", key="message", submit_mode="stop",
-                        max_chars=MAX_MESSAGE_CHARS)
+message = st.chat_input("Message the bot", key="message", submit_mode="stop")
 
-if new_chat:
-    chat.reset()
-    state.reply_stats = {}
-
+if message is not None:
+    state.conv_notice = None
+if state.get("conv_notice"):
+    st.warning(escape_markdown(state.conv_notice))
 started = time.perf_counter()
 try:
     if message is not None:
         pieces = chat.send(message)
         show_turns(chat, len(chat.turns) - 1)
-        with st.chat_message("user"):
-            st.markdown(escape_markdown(message))
+        show_user(chat.turns[-1])
         stream_reply(chat, pieces, started)
     elif regenerate or extend:
-        prefix = chat.turns[-1].reply.text if extend else ""
+        prefix = chat.turns[-1].reply.text if extend and chat.turns else ""
         pieces = chat.continue_reply() if extend else chat.regenerate()
         show_turns(chat, len(chat.turns) - 1)
-        with st.chat_message("user"):
-            st.markdown(escape_markdown(chat.turns[-1].user))
+        show_user(chat.turns[-1])
         stream_reply(chat, pieces, started, prefix)
     else:
         show_turns(chat, len(chat.turns))
-        if not chat.turns:
+        if not chat.turns and not chat.earlier:
             st.info(f"Chatting with **{escape_markdown(info.name)}**. Say hello! Its memory "
                     f"starts empty and grows with the conversation.")
 except ChatbotError as exc:
     st.error(escape_markdown(str(exc)))
+saved_conversations(saved_box)

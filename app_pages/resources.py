@@ -8,7 +8,8 @@ from pathlib import Path
 import streamlit as st
 
 from chatbot.catalog import CheckpointInfo
-from chatbot.checkpoint import CONFIG_FILE, load_checkpoint
+from chatbot.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_checkpoint
+from chatbot.conversations import DATABASE_FILE, ConversationStore
 from chatbot.errors import ChatbotError
 from chatbot.plain_text import escape_markdown
 from chatbot.stepper import Stepper
@@ -25,24 +26,26 @@ def models_dir() -> Path:
 
 
 def data_dir() -> Path:
-    """Where uploads are kept: data/, or $LSTM_CHAT_DATA."""
+    """Where conversations and uploads are kept: data/, or $LSTM_CHAT_DATA."""
     return Path(os.environ.get("LSTM_CHAT_DATA", ROOT / "data"))
+
+
 MAX_UPLOAD_MB = 20  # also server.maxUploadSize in .streamlit/config.toml
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the model…")
-def loaded_model(folder: str, config_mtime: float):
+def loaded_model(folder: str, mtime: float):
     """One copy of each model per server process, shared read-only by every session (the
-    mtime in the key reloads a folder that was retrained)."""
+    newest mtime of config and weights in the key reloads a folder that was retrained)."""
     ckpt = load_checkpoint(folder)
     return ckpt, Stepper(ckpt.model)
 
 
 def open_model(info: CheckpointInfo):
-    """(checkpoint, stepper, config mtime) of a listed model; a folder that fails to load
+    """(checkpoint, stepper, files mtime) of a listed model; a folder that fails to load
     stops the page with the reason."""
     try:
-        mtime = (info.folder / CONFIG_FILE).stat().st_mtime
+        mtime = max((info.folder / f).stat().st_mtime for f in (CONFIG_FILE, WEIGHTS_FILE))
         ckpt, stepper = loaded_model(str(info.folder), mtime)
     except (ChatbotError, OSError) as exc:
         st.error(escape_markdown(f"Cannot load {info.name}: {exc}"))
@@ -54,3 +57,18 @@ def open_model(info: CheckpointInfo):
 def job_slot() -> JobSlot:
     """The server's single training slot; it outlives reruns, reloads and sessions."""
     return JobSlot()
+
+
+@st.cache_resource
+def _conversation_store(path: str) -> ConversationStore:
+    return ConversationStore(path)
+
+
+def conversation_store() -> ConversationStore | None:
+    """The server's conversation database (data/conversations.sqlite3); None, with the reason
+    shown, when it cannot be opened: chatting still works, nothing is saved."""
+    try:
+        return _conversation_store(str(data_dir() / DATABASE_FILE))
+    except ChatbotError as exc:
+        st.sidebar.error(escape_markdown(f"Conversations are not being saved: {exc}"))
+        return None

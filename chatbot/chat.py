@@ -20,7 +20,7 @@ from .sampling import Reply, SamplingConfig, stream_reply
 from .stepper import RecurrentState, Stepper
 from .tokenizers import Tokenizer
 
-MAX_MESSAGE_CHARS = 4000
+MAX_MESSAGE_CHARS = 4000  # longer messages are cut to this (the turn records by how much)
 
 
 @dataclass
@@ -31,6 +31,7 @@ class Turn:
     state_before_reply: RecurrentState
     logits_before_reply: torch.Tensor
     reply: Reply = field(default_factory=lambda: Reply(ids=[]))
+    cut_from: int | None = None  # the message's length before it was cut to MAX_MESSAGE_CHARS
 
     @property
     def tokens_fed(self) -> int:
@@ -61,12 +62,16 @@ class ChatSession:
         """Forget everything: zero state, empty transcript."""
         self.state = RecurrentState.from_model(self.model.initial_state(1))
         self.turns: list[Turn] = []
+        # (message, reply) pairs shown before `turns` whose memory is not in `state`: a
+        # conversation restored under another model keeps its words but starts a fresh memory.
+        self.earlier: list[tuple[str, str]] = []
         self.generator = torch.Generator()
         self.generator.seed()
 
     def send(self, message: str) -> Iterator[str]:
-        """Feed the user's message, then stream the bot's reply piece by piece."""
-        message = self._check(message)
+        """Feed the user's message, then stream the bot's reply piece by piece. A message
+        over MAX_MESSAGE_CHARS is cut to that length (turn.cut_from says it was)."""
+        message, cut_from = self._check(message)
         # A reply cut short (token limit, stop string, closed stream) never fed its <|end|>;
         # close that turn first so the model sees the layout it was trained on.
         last = self.turns[-1].reply if self.turns else None
@@ -74,7 +79,7 @@ class ChatSession:
         ids = prefix + turn_ids(self.tokenizer, "user", message) + [self.tokenizer.bot_id]
         before_user = self.state.clone()
         logits = self.feed(ids)
-        turn = Turn(message, ids, before_user, self.state.clone(), logits)
+        turn = Turn(message, ids, before_user, self.state.clone(), logits, cut_from=cut_from)
         self.turns.append(turn)
         return self._generate(turn)
 
@@ -128,8 +133,8 @@ class ChatSession:
 
     def transcript(self) -> list[dict]:
         out = []
-        for t in self.turns:
-            out += [{"role": "user", "content": t.user}, {"role": "assistant", "content": t.reply.text}]
+        for user, reply in self.earlier + [(t.user, t.reply.text) for t in self.turns]:
+            out += [{"role": "user", "content": user}, {"role": "assistant", "content": reply}]
         return out
 
     def _fresh_start(self) -> tuple[torch.Tensor, RecurrentState]:
@@ -162,10 +167,13 @@ class ChatSession:
             self.generator.manual_seed(reply_seed(self.sampling.seed, turn_number, tokens_so_far))
 
     @staticmethod
-    def _check(message: str) -> str:
-        if not isinstance(message, str) or not message.strip():
+    def _check(message: str) -> tuple[str, int | None]:
+        """Refuse an empty message; cut a huge one (the cut is checked first, so a 100 MB
+        paste costs no more than MAX_MESSAGE_CHARS characters of work)."""
+        if not isinstance(message, str):
             raise ChatbotError("the message is empty: type something to say.")
-        if len(message) > MAX_MESSAGE_CHARS:
-            raise ChatbotError(f"the message is {len(message):,} characters; the limit is "
-                               f"{MAX_MESSAGE_CHARS:,}. Send it in shorter parts.")
-        return message
+        cut_from = len(message) if len(message) > MAX_MESSAGE_CHARS else None
+        message = message[:MAX_MESSAGE_CHARS]
+        if not message.strip():
+            raise ChatbotError("the message is empty: type something to say.")
+        return message, cut_from

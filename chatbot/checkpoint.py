@@ -7,6 +7,7 @@ stranger cannot run code. Every file is written atomically, config.json last.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ class Checkpoint:
     tokenizer: Tokenizer
     config: dict  # the whole config.json: model, tokenizer, training, corpus, metrics
     folder: Path
+    fingerprint: str = ""  # sha256 of the weights: a saved memory belongs to exactly these
 
     @property
     def metrics(self) -> dict:
@@ -131,4 +133,6 @@ def load_checkpoint(folder: str | Path, device: str | torch.device = "cpu") -> C
     model = LanguageModel(model_cfg)
     model.load_saved_weights(weights, str(folder / WEIGHTS_FILE))
     model.to(device).eval()
-    return Checkpoint(model, tokenizer, config, folder)
+    with open(folder / WEIGHTS_FILE, "rb") as f:
+        fingerprint = hashlib.file_digest(f, "sha256").hexdigest()[:16]
+    return Checkpoint(model, tokenizer, config, folder, fingerprint)

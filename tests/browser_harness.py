@@ -53,17 +53,28 @@ def app_server(models: Path, data: Path, log_path: Path):
 
 
 @contextlib.contextmanager
-def browser_page():
+def browser():
+    """Headless Chromium; call new_page(browser) for each tab (each is its own session)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 1000})
-        page.set_default_timeout(60_000)
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
         try:
-            yield page
+            yield chromium
         finally:
-            browser.close()
+            chromium.close()
+
+
+def new_page(chromium):
+    page = chromium.new_page(viewport={"width": 1280, "height": 1000})
+    page.set_default_timeout(60_000)
+    return page
+
+
+@contextlib.contextmanager
+def browser_page():
+    with browser() as chromium:
+        yield new_page(chromium)
 
 
 class Chat:
@@ -72,9 +83,20 @@ class Chat:
     def __init__(self, page, url, shots_dir: Path | None = None):
         self.page, self.url, self.shots, self.shots_dir = page, url, 0, shots_dir
 
-    def open(self):
-        self.page.goto(self.url)
+    def open(self, conversation: str | None = None):
+        self.page.goto(self.url + (f"/?c={conversation}" if conversation else ""))
         self.page.wait_for_selector('[data-testid="stChatInput"] textarea')
+        self.rerun_done()
+
+    def conversation(self) -> str:
+        """The conversation id the page keeps in its address (?c=...)."""
+        self.page.wait_for_url(re.compile(r"[?&]c=\w+"))
+        return re.search(r"[?&]c=(\w+)", self.page.url).group(1)
+
+    def fix_seed(self, seed: int):
+        self.page.get_by_text("Fixed seed").click()
+        self.page.wait_for_selector('input[aria-label="Seed"]:not([disabled])')
+        self.set_number("Seed", seed)
 
     def shot(self, name: str):
         self.shots += 1

@@ -175,8 +175,14 @@ def test_chat_in_a_real_browser(server, page):
     assert after_stop == shown("".join(slow.send("next")))
     chat.shot("next-turn-after-stop")
 
-    # Reloading gives a fresh, working page (conversations persist from issue 6 on).
+    # A reload brings the conversation back from the database, memory and settings included:
+    # the next reply is the one the library's uninterrupted session gives.
+    before = [chat.text(i) for i in range(4)]
     page.reload()
     page.wait_for_selector('[data-testid="stChatInput"] textarea')
+    page.wait_for_function("() => document.querySelectorAll('[data-testid=\"stChatMessage\"]').length == 4")
     assert page.locator('[data-testid="stException"]').count() == 0
+    assert [chat.text(i) for i in range(4)] == before
     chat.shot("after-reload")
+    assert chat.say("again") == shown("".join(slow.send("again")))
+    chat.shot("next-reply-after-reload")

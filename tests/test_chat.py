@@ -149,12 +149,23 @@ def test_same_seed_same_conversation(ckpt):
         assert "".join(a.send(message)) == "".join(b.send(message))
 
 
-@pytest.mark.parametrize("message", ["", "   \n\t", "x" * (MAX_MESSAGE_CHARS + 1)])
-def test_bad_messages_are_refused_clearly(ckpt, message):
+@pytest.mark.parametrize("message", ["", "   \n\t", " " * MAX_MESSAGE_CHARS + "late words"])
+def test_empty_messages_are_refused_clearly(ckpt, message):
     s = session(ckpt)
-    with pytest.raises(ChatbotError, match="empty|limit"):
+    with pytest.raises(ChatbotError, match="empty"):
         s.send(message)
     assert s.turns == []
+
+
+def test_a_huge_message_is_cut_to_the_limit_and_the_turn_says_so(ckpt):
+    s = session(ckpt)
+    huge = ("안녕 😀 שלום e\u0301 \x00\x1b[31m " * 5000)[:100_000]
+    reply = "".join(s.send(huge))
+    turn = s.turns[-1]
+    assert turn.cut_from == 100_000 and turn.user == huge[:MAX_MESSAGE_CHARS]
+    assert isinstance(reply, str) and torch.isfinite(torch.stack(s.state.h)).all()
+    "".join(s.send("x" * MAX_MESSAGE_CHARS))
+    assert s.turns[-1].cut_from is None  # exactly at the limit: nothing cut
 
 
 def test_any_unicode_message_is_accepted(ckpt):

@@ -65,14 +65,17 @@ def session(tiny_checkpoint):
 @FAST
 @given(message=st.one_of(ANY_TEXT, st.text(" \t\n\r\u00a0\u3000", max_size=20),
                          st.text(max_size=3).map(lambda t: (t or "x") * (MAX_MESSAGE_CHARS // 2 + 1))))
-def test_any_message_gets_a_reply_or_a_clear_error(session, message):
+def test_any_message_gets_a_reply_or_a_clear_error_and_huge_ones_are_cut(session, message):
     try:
         reply = "".join(session.send(message))
     except ChatbotError as exc:
-        assert "empty" in str(exc) or "limit" in str(exc)
-        assert not message.strip() or len(message) > MAX_MESSAGE_CHARS
+        assert "empty" in str(exc)
+        assert not message[:MAX_MESSAGE_CHARS].strip()
         return
-    assert isinstance(reply, str) and len(session.turns[-1].reply.ids) <= 8
+    turn = session.turns[-1]
+    assert isinstance(reply, str) and len(turn.reply.ids) <= 8
+    assert turn.user == message[:MAX_MESSAGE_CHARS]
+    assert turn.cut_from == (len(message) if len(message) > MAX_MESSAGE_CHARS else None)
     session.rewind()  # keep the state small between examples
 
 

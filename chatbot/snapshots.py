@@ -1,0 +1,90 @@
+"""A conversation's memory as bytes: recurrent states, logits and the sampling generator.
+
+Stored with safetensors (a JSON header and raw tensor bytes), never pickle, so a database
+someone hands you cannot run code. Decoding checks every shape against the model that will
+use the memory and raises ChatbotError for anything else.
+"""
+
+from __future__ import annotations
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from .errors import ChatbotError
+from .model import LanguageModel
+from .stepper import RecurrentState
+
+
+def _state_tensors(prefix: str, state: RecurrentState) -> dict[str, torch.Tensor]:
+    out = {f"{prefix}.h.{i}": h for i, h in enumerate(state.h)}
+    out.update({f"{prefix}.c.{i}": c for i, c in enumerate(state.c or [])})
+    return out
+
+
+def _state_from(tensors: dict[str, torch.Tensor], prefix: str, model: LanguageModel) -> RecurrentState:
+    cfg = model.config
+    try:
+        h = [tensors[f"{prefix}.h.{i}"] for i in range(cfg.num_layers)]
+        c = [tensors[f"{prefix}.c.{i}"] for i in range(cfg.num_layers)] if cfg.cell == "lstm" else None
+    except KeyError as exc:
+        raise ChatbotError(f"the saved memory lacks {exc} for a {cfg.num_layers}-layer {cfg.cell}.") from None
+    for t in h + (c or []):
+        if t.shape != (cfg.hidden_size,) or t.dtype != torch.float32:
+            raise ChatbotError(f"a saved state vector has shape {tuple(t.shape)} ({t.dtype}); the "
+                               f"model needs ({cfg.hidden_size},) float32.")
+    return RecurrentState(h, c)
+
+
+def _encode(tensors: dict[str, torch.Tensor]) -> bytes:
+    return st_save({k: v.detach().contiguous().cpu() for k, v in tensors.items()})
+
+
+def _decode(blob: bytes) -> dict[str, torch.Tensor]:
+    try:
+        return st_load(bytes(blob))
+    except (SafetensorError, ValueError, TypeError) as exc:
+        raise ChatbotError(f"the saved memory is corrupt ({exc}).") from None
+
+
+def _logits(tensors: dict[str, torch.Tensor], key: str, model: LanguageModel) -> torch.Tensor | None:
+    t = tensors.get(key)
+    if t is not None and (t.shape != (model.config.vocab_size,) or t.dtype != torch.float32):
+        raise ChatbotError(f"saved logits have shape {tuple(t.shape)}; the model has "
+                           f"{model.config.vocab_size} tokens.")
+    return t
+
+
+def encode_turn(before_user: RecurrentState, before_reply: RecurrentState,
+                logits_before_reply: torch.Tensor, next_logits: torch.Tensor | None) -> bytes:
+    """The snapshots a turn needs to be regenerated, rewound or continued."""
+    tensors = {**_state_tensors("before_user", before_user), **_state_tensors("before_reply", before_reply),
+               "logits_before_reply": logits_before_reply}
+    if next_logits is not None:
+        tensors["next_logits"] = next_logits
+    return _encode(tensors)
+
+
+def decode_turn(blob: bytes, model: LanguageModel):
+    """(state before user, state before reply, logits before reply, next logits or None)."""
+    t = _decode(blob)
+    logits = _logits(t, "logits_before_reply", model)
+    if logits is None:
+        raise ChatbotError("the saved turn lacks the logits before its reply.")
+    return (_state_from(t, "before_user", model), _state_from(t, "before_reply", model),
+            logits, _logits(t, "next_logits", model))
+
+
+def encode_memory(state: RecurrentState, generator: torch.Generator) -> bytes:
+    """The state after the last token, and the generator's position, so that even an
+    unseeded conversation continues exactly as it would have."""
+    return _encode({**_state_tensors("state", state), "generator": generator.get_state()})
+
+
+def decode_memory(blob: bytes, model: LanguageModel) -> tuple[RecurrentState, torch.Tensor]:
+    t = _decode(blob)
+    generator = t.get("generator")
+    if generator is None or generator.dtype != torch.uint8:
+        raise ChatbotError("the saved memory lacks the sampling generator's state.")
+    return _state_from(t, "state", model), generator

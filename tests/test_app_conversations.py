@@ -1,0 +1,142 @@
+"""Saved conversations in the app (AppTest, real model, real SQLite file): reloads resume
+with the same next reply, the sidebar lists, renames and deletes, other weights are refused."""
+
+import shutil
+import sqlite3
+
+import pytest
+import safetensors.torch
+import torch
+from streamlit.testing.v1 import AppTest
+
+from chatbot.checkpoint import WEIGHTS_FILE, load_tensors, save_tensors
+from chatbot.plain_text import escape_markdown
+from conftest import ROOT
+
+MESSAGES = ["hello", "my name is Mina", "what is my name?"]
+
+
+@pytest.fixture
+def app_env(tiny_checkpoint, tmp_path, monkeypatch):
+    models, data = tmp_path / "models", tmp_path / "data"
+    shutil.copytree(tiny_checkpoint, models / "tiny")
+    monkeypatch.setenv("LSTM_CHAT_MODELS", str(models))
+    monkeypatch.setenv("LSTM_CHAT_DATA", str(data))
+    return models, data
+
+
+def open_tab(conversation: str | None = None, seed: int | None = 42) -> AppTest:
+    """A new browser tab (a new session), at ?c=conversation when given."""
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    if conversation:
+        at.query_params["c"] = conversation
+    at.run()
+    assert not at.exception, at.exception
+    if seed is not None and conversation is None:
+        at.slider(key="temperature").set_value(1.0)
+        at.checkbox(key="use_seed").check()
+        at.run()
+        at.number_input(key="seed").set_value(seed)
+        at.run()
+    return at
+
+
+def say(at: AppTest, message: str) -> str:
+    at.chat_input[0].set_value(message).run()
+    assert not at.exception, at.exception
+    return at.session_state.chat.turns[-1].reply.text
+
+
+def shown(at: AppTest) -> list[str]:
+    return [m.markdown[0].value for m in at.chat_message]
+
+
+def test_a_reload_resumes_the_conversation_and_its_next_reply(app_env):
+    straight = open_tab()
+    expected = [say(straight, m) for m in MESSAGES]
+
+    first = open_tab()
+    assert [say(first, m) for m in MESSAGES[:2]] == expected[:2]
+    conversation = first.query_params["c"]
+    assert conversation != straight.query_params["c"]
+
+    reloaded = open_tab(conversation)  # same URL, new session: what a reload is
+    assert shown(reloaded) == shown(first)
+    assert reloaded.session_state.seed == 42 and reloaded.session_state.use_seed
+    assert reloaded.session_state.chat.state.equals(first.session_state.chat.state)
+    assert say(reloaded, MESSAGES[2]) == expected[2]
+    assert reloaded.query_params["c"] == conversation
+
+
+def test_a_second_tab_on_the_same_conversation_forks_instead_of_mixing(app_env):
+    """Unseeded: the generator's position is saved too, so both tabs draw the same reply."""
+    a = open_tab(seed=None)
+    say(a, MESSAGES[0])
+    conversation = a.query_params["c"]
+    b = open_tab(conversation)
+    reply_b = say(b, MESSAGES[1])
+    reply_a = say(a, MESSAGES[1])
+    assert reply_a == reply_b
+    assert a.query_params["c"] != conversation == b.query_params["c"]
+    assert "changed in another tab" in a.warning[0].value
+    say(a, "a third message only tab a sends")
+    c = open_tab(conversation)
+    assert len(c.session_state.chat.turns) == 2  # b's conversation, untouched by a
+
+
+def test_sidebar_lists_renames_opens_and_deletes(app_env):
+    at = open_tab()
+    say(at, "hello")
+    first = at.query_params["c"]
+    at.sidebar.button[0].click().run()  # New chat
+    say(at, "what is an lstm?")
+    second = at.query_params["c"]
+    assert first != second
+    listed = [b.label for b in at.sidebar.button if b.key and b.key.startswith("open-")]
+    assert listed[0].startswith(escape_markdown("what is an lstm?")) and listed[1].startswith("hello")
+    at.sidebar.text_input(key=f"title-{second}").set_value("About LSTMs").run()
+    assert at.sidebar.button(key=f"open-{second}").label.startswith("About LSTMs")
+    at.sidebar.button(key=f"open-{first}").click().run()
+    assert at.query_params["c"] == first and shown(at)[0] == "hello"
+    delete = next(b for b in at.sidebar.button if b.label == "Delete this conversation")
+    delete.click().run()
+    assert not at.chat_message and at.query_params["c"] not in (first, second)
+    assert [b.key for b in at.sidebar.button if b.key and b.key.startswith("open-")] == [f"open-{second}"]
+
+
+def test_a_memory_from_other_weights_is_not_applied(app_env):
+    models, _ = app_env
+    at = open_tab()
+    say(at, "my name is Mina")
+    conversation = at.query_params["c"]
+    weights, meta = load_tensors(models / "tiny" / WEIGHTS_FILE)  # retrain, in effect
+    save_tensors(models / "tiny" / WEIGHTS_FILE, {k: v + 0.01 for k, v in weights.items()}, meta)
+    reloaded = open_tab(conversation)
+    assert "memory was made by another model" in reloaded.warning[0].value
+    assert shown(reloaded)[0] == escape_markdown("my name is Mina")
+    chat = reloaded.session_state.chat
+    assert chat.turns == [] and all((h == 0).all() for h in chat.state.h)
+    say(reloaded, "hello")
+    assert len(shown(reloaded)) == 4 and not reloaded.warning
+
+
+def test_a_huge_message_is_cut_with_a_visible_notice(app_env):
+    at = open_tab()
+    say(at, "안녕 😀 " * 20_000)  # 100,000 characters
+    captions = [c.value for c in at.chat_message[0].caption]
+    assert captions == ["Only the first 4,000 of this message's 100,000 characters were read "
+                        "(the limit per message)."]
+    reloaded = open_tab(at.query_params["c"])
+    assert reloaded.chat_message[0].caption[0].value == captions[0]
+
+
+def test_conversations_are_in_sqlite_under_the_data_folder(app_env):
+    _, data = app_env
+    at = open_tab()
+    say(at, "hello")
+    with sqlite3.connect(data / "conversations.sqlite3") as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        (memory,) = db.execute("SELECT memory FROM conversations").fetchone()
+    tensors = safetensors.torch.load(memory)  # a safetensors blob, not a pickle
+    assert set(tensors) == {"state.h.0", "state.h.1", "state.c.0", "state.c.1", "generator"}
+    assert torch.equal(tensors["state.h.1"], at.session_state.chat.state.h[1])
