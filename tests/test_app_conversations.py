@@ -140,3 +140,14 @@ def test_conversations_are_in_sqlite_under_the_data_folder(app_env):
     tensors = safetensors.torch.load(memory)  # a safetensors blob, not a pickle
     assert set(tensors) == {"state.h.0", "state.h.1", "state.c.0", "state.c.1", "generator"}
     assert torch.equal(tensors["state.h.1"], at.session_state.chat.state.h[1])
+
+
+def test_a_damaged_database_is_reported_and_the_chat_still_works(app_env):
+    _, data = app_env
+    data.mkdir()
+    (data / "conversations.sqlite3").write_bytes(b"not a database at all" * 50)
+    at = open_tab()
+    errors = [e.value for e in at.sidebar.error]
+    assert any("Conversations are not being saved" in e and "move it aside" in e for e in errors)
+    assert say(at, "hello")
+    assert (data / "conversations.sqlite3").read_bytes() == b"not a database at all" * 50

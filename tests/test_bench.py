@@ -40,6 +40,13 @@ def test_constant_turns_smoke_prints_its_table():
     assert "turn 3 / turn 1" in r.stdout
 
 
+def test_concurrent_chat_smoke_prints_its_table():
+    r = run_cli("bench/concurrent_chat.py", "--smoke")
+    assert r.returncode == 0, r.stderr
+    rows = [line for line in r.stdout.splitlines() if line.startswith("| 1 |") or line.startswith("| 3 |")]
+    assert [row.split(" | ")[1] for row in rows] == ["2", "6"]  # every reply of every session
+
+
 def test_training_throughput_smoke_prints_its_table(chat_corpus):
     r = run_cli("bench/training_throughput.py", "--corpus", str(chat_corpus), "--smoke", timeout=300)
     assert r.returncode == 0, r.stderr

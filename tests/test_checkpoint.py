@@ -92,9 +92,12 @@ def test_files_from_different_runs_are_refused(folder, tmp_path):
         load_checkpoint(folder)
 
 
-def test_weights_that_do_not_fit_the_config_are_refused(folder):
+@pytest.mark.parametrize("setting, value", [("hidden_size", 64), ("num_layers", 3), ("cell", "gru"),
+                                            ("cell", "rnn")])
+def test_weights_that_do_not_fit_the_config_are_refused(folder, setting, value):
+    """A config.json from another run (other size, depth or cell type) next to these weights."""
     config = json.loads((folder / "config.json").read_text())
-    config["model"]["hidden_size"] = 64
+    config["model"][setting] = value
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(ChatbotError, match=r"model\.safetensors: (tensor .* has shape|the weights do not fit config\.json)"):
         load_checkpoint(folder)

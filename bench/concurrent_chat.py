@@ -1,0 +1,102 @@
+"""Many people at once: replies per second and time to first token when N sessions chat at
+the same time on one shared model, as the app's sessions do (one thread each, one Stepper).
+
+Each session holds its own conversation (user messages from the corpus, sampled replies,
+every turn saved to a SQLite conversation store as the app does). Time to first token is
+measured from send() (which feeds the message) to the first piece of text of the reply.
+The same work is run with 1 session first, in the same process, for the ratio.
+
+    python bench/concurrent_chat.py                  # the README rows (1 and 20 sessions)
+    python bench/concurrent_chat.py --smoke          # seconds, for the tests
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.constant_turns import user_messages  # noqa: E402
+from chatbot.chat import ChatSession  # noqa: E402
+from chatbot.checkpoint import load_checkpoint  # noqa: E402
+from chatbot.conversations import ConversationStore  # noqa: E402
+from chatbot.sampling import SamplingConfig  # noqa: E402
+from chatbot.stepper import Stepper  # noqa: E402
+
+
+def person(ckpt, stepper, store, n: int, messages: list[str], max_tokens: int, start: threading.Barrier,
+           out: list) -> None:
+    chat = ChatSession(ckpt.model, ckpt.tokenizer, SamplingConfig(seed=n, max_new_tokens=max_tokens), stepper)
+    version, ttft, tokens = 0, [], 0
+    start.wait()
+    for message in messages:
+        began = time.perf_counter()
+        first = None
+        for _ in chat.send(message):
+            first = first or time.perf_counter()
+        ttft.append((first or time.perf_counter()) - began)
+        tokens += len(chat.turns[-1].reply.ids)
+        version = store.save(f"c{n}", chat, "bench", ckpt.fingerprint, version)
+    out.append((ttft, tokens))
+
+
+def run(ckpt, stepper, sessions: int, messages: list[str], max_tokens: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        store = ConversationStore(Path(tmp) / "conversations.sqlite3")
+        out: list = []
+        start = threading.Barrier(sessions + 1)
+        threads = [threading.Thread(target=person, args=(ckpt, stepper, store, n, messages, max_tokens, start, out))
+                   for n in range(sessions)]
+        for t in threads:
+            t.start()
+        start.wait()
+        began = time.perf_counter()
+        for t in threads:
+            t.join()
+        wall = time.perf_counter() - began
+    if len(out) != sessions:
+        raise SystemExit(f"{sessions - len(out)} session(s) failed; see the traceback above.")
+    ttfts = sorted(x for ttft, _ in out for x in ttft)
+    replies = len(ttfts)
+    return {"sessions": sessions, "replies": replies, "wall": wall, "replies_s": replies / wall,
+            "tokens_s": sum(tok for _, tok in out) / wall, "p50": statistics.median(ttfts),
+            "p95": ttfts[min(replies - 1, round(0.95 * (replies - 1)))]}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="models/default", help="checkpoint folder")
+    p.add_argument("--corpus", default="corpora/default", help="where the user's messages come from")
+    p.add_argument("--sessions", default="1,20", help="session counts to run, comma-separated")
+    p.add_argument("--turns", type=int, default=10, help="messages each session sends")
+    p.add_argument("--max-tokens", type=int, default=60, help="reply length cap (tokens)")
+    p.add_argument("--smoke", action="store_true")
+    args = p.parse_args(argv)
+    counts = [int(n) for n in args.sessions.split(",")]
+    if args.smoke:
+        counts, args.turns, args.max_tokens = [1, 3], 2, 5
+    torch.set_grad_enabled(False)
+    ckpt = load_checkpoint(args.model)
+    stepper = Stepper(ckpt.model)
+    messages = user_messages(Path(args.corpus), args.turns)
+    print(f"{args.model}: {args.turns} turns per session, replies up to {args.max_tokens} tokens, "
+          f"torch threads {torch.get_num_threads()}")
+    print("| sessions | replies | wall s | replies/s | tokens/s | TTFT p50 ms | TTFT p95 ms |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for n in counts:
+        r = run(ckpt, stepper, n, messages, args.max_tokens)
+        print(f"| {r['sessions']} | {r['replies']} | {r['wall']:.2f} | {r['replies_s']:.1f} | "
+              f"{r['tokens_s']:,.0f} | {r['p50'] * 1000:.1f} | {r['p95'] * 1000:.1f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
