@@ -173,7 +173,8 @@ def saved_conversations(box) -> None:
             st.button("Delete this conversation", on_click=delete_conversation, width="stretch")
         for conv in past:
             when = time.strftime("%d %b %H:%M", time.localtime(conv.updated))
-            st.button(escape_markdown(f"{conv.title} · {conv.turns} turns · {when}"),
+            turns = f"{conv.turns} turn" + ("" if conv.turns == 1 else "s")
+            st.button(escape_markdown(f"{conv.title} · {turns} · {when}"),
                       key=f"open-{conv.id}", on_click=open_conversation, args=(conv.id,),
                       width="stretch", disabled=conv.id == state.conv_id, type="tertiary")
         st.caption(escape_markdown(f"Saved with their memory in {store.path}. The address bar's "
