@@ -11,6 +11,7 @@ import hashlib
 import re
 from pathlib import Path
 
+from .atomic import atomic_write
 from .corpus import CORPUS_SUFFIXES, load_corpus
 from .errors import ChatbotError
 
@@ -28,7 +29,11 @@ def save_upload(folder: Path, name: str, content: bytes, max_mb: int) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{hashlib.sha256(content).hexdigest()[:12]}-{stem}{suffix}"
-    path.write_bytes(content)
+    # The page saves the upload again on every rerun, while a training run may be reading it:
+    # the name carries the content's hash, so an existing file is already right and is left
+    # alone, and a new one appears whole (atomic write), never half-written.
+    if not path.exists():
+        atomic_write(path, content)
     try:
         load_corpus(path)
     except ChatbotError as exc:
