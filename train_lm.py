@@ -4,6 +4,7 @@ chatbot.training.train(). Run `python train_lm.py --help` for every option."""
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import signal
 import sys
@@ -106,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\ninterrupted; the last saved checkpoint in {args.out} is kept "
               f"(continue with --resume).", file=sys.stderr)
         return 130
+    if os.environ.get("RANK", "0") != "0":
+        return 0  # under torchrun, rank 0 reports for the job
     print(f"{result['reason']} at step {result['steps']}: validation "
           f"{result['val_nats_per_char']:.4f} nats/char, {result['val_bits_per_char']:.4f} bits/char. "
           f"Chat with it: python -m chatbot chat --model {args.out}")

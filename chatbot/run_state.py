@@ -35,7 +35,9 @@ class RunState:
     info: dict  # model/tokenizer/training/corpus settings of the run, as in config.json
 
 
-def save_run_state(out: Path, model: LanguageModel, optimizer: torch.optim.Optimizer, run: RunState):
+def save_run_state(out: Path, model: LanguageModel, optimizer: torch.optim.Optimizer, run: RunState,
+                   rank_rngs: list[torch.Tensor] | None = None):
+    """`rank_rngs`: under torchrun, every rank's CPU generator state (each drew its own dropout)."""
     root = Path(out) / RESUME_DIR
     name = f"step-{run.step}"
     folder = root / name
@@ -43,7 +45,7 @@ def save_run_state(out: Path, model: LanguageModel, optimizer: torch.optim.Optim
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     try:
-        _write_snapshot(folder, model, optimizer, run)
+        _write_snapshot(folder, model, optimizer, run, rank_rngs)
     except OSError:  # e.g. a full disk: free what was written; LATEST still names the last good one
         shutil.rmtree(folder, ignore_errors=True)
         raise
@@ -53,7 +55,8 @@ def save_run_state(out: Path, model: LanguageModel, optimizer: torch.optim.Optim
             shutil.rmtree(old) if old.is_dir() else old.unlink()
 
 
-def _write_snapshot(folder: Path, model: LanguageModel, optimizer: torch.optim.Optimizer, run: RunState):
+def _write_snapshot(folder: Path, model: LanguageModel, optimizer: torch.optim.Optimizer, run: RunState,
+                    rank_rngs: list[torch.Tensor] | None):
     meta = {"step": str(run.step)}
     save_tensors(folder / "model.safetensors", model.weights_for_saving(), meta)
     opt = optimizer.state_dict()
@@ -61,6 +64,7 @@ def _write_snapshot(folder: Path, model: LanguageModel, optimizer: torch.optim.O
                for key, value in slots.items()}
     tensors.update({f"carried.{i}": t for i, t in enumerate(run.carried)})
     tensors["rng.torch"] = torch.get_rng_state()
+    tensors.update({f"rng.torch.rank{r}": rng for r, rng in enumerate(rank_rngs or [])})
     save_tensors(folder / "trainer.safetensors", tensors, meta)
     state = {"step": run.step, "tokens_seen": run.tokens_seen, "train_seconds": run.train_seconds,
              "best_val": run.best_val, "param_groups": opt["param_groups"], "run": run.info}
@@ -90,7 +94,7 @@ def read_run_info(out: Path) -> dict:
 
 
 def load_run_state(out: Path, model: LanguageModel, optimizer: torch.optim.Optimizer,
-                   device: torch.device) -> RunState:
+                   device: torch.device, rank: int = 0) -> RunState:
     folder = _snapshot(out)
     state = _read_state_json(folder / "state.json")
     weights, wmeta = load_tensors(folder / "model.safetensors")
@@ -109,7 +113,7 @@ def load_run_state(out: Path, model: LanguageModel, optimizer: torch.optim.Optim
     optimizer.load_state_dict({"state": slots, "param_groups": state["param_groups"]})
     n_carried = sum(k.startswith("carried.") for k in tensors)
     carried = tuple(tensors[f"carried.{i}"].to(device) for i in range(n_carried))
-    torch.set_rng_state(tensors["rng.torch"])
+    torch.set_rng_state(tensors.get(f"rng.torch.rank{rank}", tensors["rng.torch"]))
     return RunState(state["step"], state["tokens_seen"], state["train_seconds"], state["best_val"],
                     carried, state["run"])
 

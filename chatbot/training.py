@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import shutil
 import threading
 import time
@@ -19,12 +20,14 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from .atomic import atomic_write
 from .checkpoint import save_checkpoint
 from .corpus import load_corpus
 from .data import Split, Streams, evaluate, split_ids
+from .distributed import World, from_environment, leave
 from .errors import ChatbotError
 from .model import LanguageModel, ModelConfig
 from .run_state import RunState, has_run_state, load_run_state, read_run_info, save_run_state
@@ -130,21 +133,30 @@ def learning_rate(cfg: TrainConfig, step: int, progress: float) -> float:
 
 class Trainer:
     """Runs the optimisation loop for one invocation; `request_stop()` ends it cleanly
-    (between steps, with everything saved) from a signal handler or another thread."""
+    (between steps, with everything saved) from a signal handler or another thread.
+
+    Under torchrun (`world.active`) this rank trains its share of the streams through DDP;
+    the carried state and random generators of all ranks are gathered into each resume
+    point, so a run resumes exactly, under any number of processes that divides the batch."""
 
     def __init__(self, out: Path, model: LanguageModel, tokenizer: Tokenizer, split: Split,
                  cfg: TrainConfig, info: dict, device: torch.device,
-                 on_event: Callable[[dict], None] | None = None):
+                 on_event: Callable[[dict], None] | None = None, world: World = World()):
         self.out, self.model, self.tokenizer, self.split = Path(out), model, tokenizer, split
-        self.cfg, self.info, self.device = cfg, info, device
+        self.cfg, self.info, self.device, self.world = cfg, info, device, world
         self.on_event = on_event or (lambda event: None)
         self.streams = Streams(split.train, cfg.batch_size, cfg.seq_len, split.train_starts, cfg.seed)
+        self.rows = world.share(self.streams.batch_size)
+        self.net = model
+        if world.active:
+            self.net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+            torch.manual_seed(cfg.seed + world.rank)  # same weights (DDP copies rank 0's), own dropout
         decay = [p for p in model.parameters() if p.dim() >= 2]
         no_decay = [p for p in model.parameters() if p.dim() < 2]
         self.optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": cfg.weight_decay},
              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.99))
-        self.run = RunState(0, 0, 0.0, None, model.initial_state(self.streams.batch_size), info)
+        self.run = RunState(0, 0, 0.0, None, model.initial_state(self.rows.stop - self.rows.start), info)
         self._stop = threading.Event()
         self._last_saved_step: int | None = None
 
@@ -152,8 +164,14 @@ class Trainer:
         self._stop.set()
 
     def resume(self):
-        self.run = load_run_state(self.out, self.model, self.optimizer, self.device)
-        _truncate_log(self.out / LOG_FILE, self.run.step)
+        self.run = load_run_state(self.out, self.model, self.optimizer, self.device, self.world.rank)
+        if self.run.carried[0].shape[1] != self.streams.batch_size:
+            raise ChatbotError(f"the resume point carries {self.run.carried[0].shape[1]} streams but "
+                               f"this run has {self.streams.batch_size}; resume with the same --batch-size.")
+        self.run.carried = tuple(t[:, self.rows] for t in self.run.carried)
+        if self.world.is_main:
+            _truncate_log(self.out / LOG_FILE, self.run.step)
+        self.world.barrier()
 
     def fit(self) -> dict:
         cfg, run, model = self.cfg, self.run, self.model
@@ -161,23 +179,23 @@ class Trainer:
         start = time.perf_counter()
         seconds_before = run.train_seconds
         steps_at_start = run.step
+        main = self.world.is_main  # only rank 0 writes the log, the files and the progress bar
         bar = tqdm(total=cfg.max_steps, initial=run.step, unit="step", dynamic_ncols=True,
-                   desc="training", disable=None)
-        log = open(self.out / LOG_FILE, "a", encoding="utf-8")
+                   desc="training", disable=None if main else True)
+        log = open(self.out / LOG_FILE if main else os.devnull, "a", encoding="utf-8")
         reason = "finished"
         try:
             while True:
                 elapsed = time.perf_counter() - start
-                if cfg.max_steps is not None and run.step >= cfg.max_steps:
-                    break
-                if cfg.time_budget is not None and elapsed >= cfg.time_budget:
-                    reason = "time budget reached"
-                    break
-                if self._stop.is_set():
-                    reason = "stopped"
-                    break
+                reason = ("finished" if cfg.max_steps is not None and run.step >= cfg.max_steps
+                          else "time budget reached" if cfg.time_budget is not None and elapsed >= cfg.time_budget
+                          else "stopped" if self._stop.is_set() else None)
                 progress = max(run.step / cfg.max_steps if cfg.max_steps else 0.0,
                                elapsed / cfg.time_budget if cfg.time_budget else 0.0)
+                stop, progress = self.world.agree(reason is not None, progress)
+                if stop:
+                    reason = reason or "stopped"  # another rank was asked to stop
+                    break
                 loss, lr = self._step(progress)
                 run.step += 1
                 run.tokens_seen += self.streams.batch_size * cfg.seq_len
@@ -207,21 +225,22 @@ class Trainer:
         cfg, run = self.cfg, self.run
         x, y, epoch_start = self.streams.window(run.step)
         if epoch_start:
-            run.carried = self.model.initial_state(self.streams.batch_size)
+            run.carried = self.model.initial_state(self.rows.stop - self.rows.start)
         lr = learning_rate(cfg, run.step, progress)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        x, y = x.to(self.device), y.to(self.device)
-        loss, state = training_loss(self.model, x, y, run.carried, cfg.precision == "bf16")
-        if not torch.isfinite(loss):
-            raise ChatbotError(f"the loss became {loss.item()} at step {run.step + 1}; stopping. "
+        x, y = x[self.rows].to(self.device), y[self.rows].to(self.device)
+        loss, state = training_loss(self.net, x, y, run.carried, cfg.precision == "bf16")
+        mean_loss = self.world.mean(loss)  # every rank sees the same loss, so all stop on a NaN
+        if not torch.isfinite(mean_loss):
+            raise ChatbotError(f"the loss became {mean_loss.item()} at step {run.step + 1}; stopping. "
                                f"The last good checkpoint is kept. Lower --lr and resume.")
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # under DDP the gradients are averaged over the ranks here
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
         self.optimizer.step()
         run.carried = tuple(t.detach().float() for t in state)
-        return loss.item(), lr
+        return mean_loss.item(), lr
 
     def _evaluate_and_save(self, log) -> dict:
         run = self.run
@@ -235,20 +254,28 @@ class Trainer:
         log.flush()
         self.on_event({"type": "eval", **metrics})
         improved = run.best_val is None or metrics["val_nats_per_char"] < run.best_val
-        if improved:
+        if improved and self.world.is_main:
             with self._writing("best checkpoint"):
                 save_checkpoint(self.out, self.model, self.tokenizer, {**self.info, "metrics": metrics})
+        if improved:
             run.best_val = metrics["val_nats_per_char"]
         self._save_resume_point(log)
-        tqdm.write(f"step {run.step}: val {metrics['val_nats_per_char']:.4f} nats/char "
-                   f"({metrics['val_bits_per_char']:.4f} bits/char)"
-                   + (" - saved best" if improved else ""))
+        if self.world.is_main:
+            tqdm.write(f"step {run.step}: val {metrics['val_nats_per_char']:.4f} nats/char "
+                       f"({metrics['val_bits_per_char']:.4f} bits/char)"
+                       + (" - saved best" if improved else ""))
         return metrics
 
     def _save_resume_point(self, log) -> None:
+        """Every rank takes part (their carried states and generators are gathered); rank 0 writes."""
+        carried = tuple(self.world.gather_rows(t, dim=1) for t in self.run.carried)
+        rngs = self.world.gather(torch.get_rng_state())
+        if not self.world.is_main:
+            return
         log.flush()  # the log must reach at least as far as the resume point
         with self._writing("resume point"):
-            save_run_state(self.out, self.model, self.optimizer, self.run)
+            save_run_state(self.out, self.model, self.optimizer, replace(self.run, carried=carried),
+                           rngs if self.world.active else None)
 
     @contextlib.contextmanager
     def _writing(self, what: str):
@@ -315,9 +342,10 @@ def train(corpus: str | Path | None, out: str | Path, tokenizer_kind: str = "cha
     """Train (or resume) a run in `out`; returns the final metrics.
 
     On --resume the run's saved settings are used, except `resume_overrides` (max_steps,
-    time_budget, device: what may change between invocations)."""
+    time_budget, device: what may change between invocations). Under torchrun every rank
+    calls this; see chatbot/distributed.py."""
     out = Path(out)
-    check_out_folder(out, resume)
+    info = None
     if resume:
         info = read_run_info(out)
         saved = TrainConfig.from_dict(info["training"])
@@ -328,7 +356,25 @@ def train(corpus: str | Path | None, out: str | Path, tokenizer_kind: str = "cha
     elif corpus is None:
         raise ChatbotError("--corpus is required (a .txt file, a .jsonl chat file or a folder).")
     cfg = cfg or TrainConfig()
-    device = pick_device(cfg.device)
+    world, device = from_environment(pick_device(cfg.device))
+    try:
+        if world.is_main:
+            check_out_folder(out, resume)
+        return _train(Path(corpus), out, tokenizer_kind, vocab_size, model_settings, cfg, resume,
+                      command, info, on_event, on_trainer, world, device)
+    except torch.distributed.DistError as exc:
+        raise ChatbotError(
+            f"rank {world.rank}: another training process failed or lost its connection "
+            f"({str(exc).splitlines()[0][:200]}), so the whole job stops. The last resume point in "
+            f"{out} is intact: fix the cause (see that process's error above) and run the same "
+            f"torchrun command with --resume.") from None
+    finally:
+        leave(world)
+
+
+def _train(corpus: Path, out: Path, tokenizer_kind: str, vocab_size: int | None,
+           model_settings: dict | None, cfg: TrainConfig, resume: bool, command: str,
+           info: dict | None, on_event, on_trainer, world: World, device: torch.device) -> dict:
     cfg = replace(cfg, precision=resolve_precision(cfg.precision, device))
     torch.manual_seed(cfg.seed)
     text = load_corpus(corpus)
@@ -345,23 +391,29 @@ def train(corpus: str | Path | None, out: str | Path, tokenizer_kind: str = "cha
     ids, doc_starts = text.encode_with_starts(tokenizer)
     split = split_ids(ids, cfg.val_fraction, tokenizer, cfg.seq_len, doc_starts)
     model = LanguageModel(model_cfg).to(device)
-    check_disk_space(out, model)
+    if world.is_main:
+        check_disk_space(out, model)
     if not resume:
         info = {"model": model_cfg.to_dict(), "tokenizer": tokenizer.describe(),
                 "training": {**asdict(cfg), "command": command},
                 "corpus": {"path": str(corpus), "sha256": text.sha256,
                            "files": [str(p) for p in text.paths], "characters": text.characters(),
                            "tokens": len(ids)}}
-        tokenizer.save(out)
-    trainer = Trainer(out, model, tokenizer, split, cfg, info, device, on_event)
+        if world.is_main:
+            tokenizer.save(out)
+    trainer = Trainer(out, model, tokenizer, split, cfg, info, device, on_event, world)
     if resume:
         trainer.resume()
     if on_trainer:
         on_trainer(trainer)
+    if not world.is_main:
+        return trainer.fit()
     tqdm.write(f"{model_cfg.cell} {model_cfg.num_layers}x{model_cfg.hidden_size}, "
                f"{model.num_parameters():,} parameters, {tokenizer.kind} tokenizer "
                f"({tokenizer.vocab_size} tokens); {len(split.train):,} train / {len(split.val):,} "
                f"validation tokens ({len(ids) / max(1, text.characters()):.3f} tokens/char); "
                f"{trainer.streams.batch_size} streams x {cfg.seq_len}; device {device}"
+               + (f"; {world.size} processes, {trainer.streams.batch_size // world.size} streams "
+                  f"each" if world.active else "")
                + (f"; resuming at step {trainer.run.step}" if resume else ""))
     return trainer.fit()
