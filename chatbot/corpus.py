@@ -49,12 +49,15 @@ class Corpus:
         starts: list[int] = []
         for doc in self.documents:
             starts.append(len(ids))
-            if isinstance(doc, str):
-                ids.extend(tokenizer.encode(doc if doc.endswith("\n") else doc + "\n"))
-            else:
-                for role, text in doc:
-                    ids.extend(turn_ids(tokenizer, role, text))
+            ids.extend(encode_document(tokenizer, doc))
         return ids, starts
+
+
+def encode_document(tokenizer: Tokenizer, doc: str | list[tuple[str, str]]) -> list[int]:
+    """A text ending in a newline, or a conversation with its turn markers."""
+    if isinstance(doc, str):
+        return tokenizer.encode(doc if doc.endswith("\n") else doc + "\n")
+    return [i for role, text in doc for i in turn_ids(tokenizer, role, text)]
 
 
 def turn_ids(tokenizer: Tokenizer, role: str, text: str) -> list[int]:

@@ -16,6 +16,7 @@ import bisect
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -26,28 +27,36 @@ from .tokenizers import Tokenizer
 
 @dataclass
 class Split:
-    train: torch.Tensor  # 1-D long
+    train: torch.Tensor | np.ndarray  # 1-D ids: a long tensor, or the token cache's memmap
     val: torch.Tensor  # 1-D long: the last val_fraction of the text, in order
     val_chars: int  # characters the scored validation targets spell
     train_starts: list[int] = field(default_factory=lambda: [0])  # document starts in `train`
     val_starts: list[int] = field(default_factory=list)  # document starts in `val`
 
 
-def split_ids(ids: list[int], val_fraction: float, tokenizer: Tokenizer, seq_len: int,
-              doc_starts: list[int] | None = None) -> Split:
+MAX_VAL_TOKENS = 2_000_000  # a validation pass over more would take longer than it tells
+
+
+def split_ids(ids, val_fraction: float, tokenizer: Tokenizer, seq_len: int, doc_starts=None) -> Split:
+    """The last val_fraction of the ids (at most MAX_VAL_TOKENS) validates; the rest trains.
+    `ids` may be a list or a numpy memmap, which the training part stays (never copied)."""
     if not 0 < val_fraction < 0.5:
         raise ChatbotError(f"--val-fraction must be between 0 and 0.5, got {val_fraction}.")
-    n_val = max(2, int(len(ids) * val_fraction))
+    n_val = max(2, min(int(len(ids) * val_fraction), MAX_VAL_TOKENS))
     train, val = ids[:-n_val], ids[-n_val:]
     if len(train) < seq_len + 1:
         raise ChatbotError(
             f"the corpus is too short: {len(ids):,} tokens, of which {len(train):,} train, but one "
             f"training sequence needs {seq_len + 1} (--seq-len {seq_len}). Add more text or use a "
             f"smaller --seq-len.")
-    starts = doc_starts or [0]
-    return Split(torch.tensor(train, dtype=torch.long), torch.tensor(val, dtype=torch.long),
-                 tokenizer.char_length(val[1:]), [s for s in starts if s < len(train)] or [0],
-                 [s - len(train) for s in starts if s >= len(train)])
+    if isinstance(ids, list):
+        train = torch.tensor(train, dtype=torch.long)
+    val = torch.from_numpy(np.asarray(val, dtype=np.int64))
+    starts = np.asarray([0] if doc_starts is None or len(doc_starts) == 0 else doc_starts, dtype=np.int64)
+    train_starts = starts[starts < len(train)]
+    return Split(train, val, tokenizer.char_length(val[1:].tolist()),
+                 train_starts if len(train_starts) else np.zeros(1, dtype=np.int64),
+                 (starts[starts >= len(train)] - len(train)).tolist())
 
 
 class Streams:
@@ -56,18 +65,25 @@ class Streams:
     With many short documents (see module docstring) the documents are put in a new order
     each epoch, drawn from (seed, epoch), and stream i starts at the first document boundary
     at or after i/batch_size of the text. Otherwise the streams are fixed slices of the text.
+
+    `ids` may be a numpy memmap of a corpus larger than memory (chatbot/token_cache.py): each
+    step reads just its batch_size x (seq_len + 1) ids. Reshuffling copies the text once per
+    epoch, so it is done for corpora up to SHUFFLE_MAX_TOKENS only.
     """
 
-    def __init__(self, ids: torch.Tensor, batch_size: int, seq_len: int,
-                 doc_starts: list[int] | None = None, seed: int = 0):
+    SHUFFLE_MAX_TOKENS = 2**25
+
+    def __init__(self, ids, batch_size: int, seq_len: int, doc_starts=None, seed: int = 0):
+        ids = ids.numpy() if isinstance(ids, torch.Tensor) else ids
         batch_size = max(1, min(batch_size, (len(ids) - 1) // seq_len))
         self.ids, self.batch_size, self.seq_len, self.seed = ids, batch_size, seq_len, seed
-        starts = sorted(set(doc_starts or [0]) | {0})
-        ends = starts[1:] + [len(ids)]
-        self.docs = [(a, b) for a, b in zip(starts, ends) if b > a]
-        longest = max(b - a for a, b in self.docs)
+        starts = np.union1d(np.asarray([] if doc_starts is None else doc_starts, dtype=np.int64), [0])
+        lengths = np.diff(np.append(starts, len(ids)))
+        self.starts, self.lengths = starts[lengths > 0], lengths[lengths > 0]
+        longest = int(self.lengths.max())
         per_stream = (len(ids) - 1) // batch_size
-        self.shuffled = len(self.docs) >= 4 * batch_size and longest * 4 <= per_stream
+        self.shuffled = (len(self.starts) >= 4 * batch_size and longest * 4 <= per_stream
+                         and len(ids) <= self.SHUFFLE_MAX_TOKENS)
         # Snapping a start forward moves it at most `longest` tokens, so this length never overlaps.
         n = per_stream - longest if self.shuffled else per_stream
         if n < seq_len:
@@ -81,26 +97,23 @@ class Streams:
             return
         if self.shuffled:
             g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-            order = torch.randperm(len(self.docs), generator=g).tolist()
-            text = torch.cat([self.ids[self.docs[i][0]:self.docs[i][1]] for i in order])
-            bounds, pos = [], 0
-            for i in order:
-                bounds.append(pos)
-                pos += self.docs[i][1] - self.docs[i][0]
-            firsts = cut_points(len(text) - 1, self.batch_size, bounds)
-            assert len(firsts) == self.batch_size  # starts are > `longest` apart (see __init__)
+            order = torch.randperm(len(self.starts), generator=g).numpy()
+            self.text = np.concatenate([self.ids[a:a + n] for a, n in zip(self.starts[order], self.lengths[order])])
+            bounds = np.concatenate([[0], np.cumsum(self.lengths[order])[:-1]]).tolist()
+            self.firsts = cut_points(len(self.text) - 1, self.batch_size, bounds)
+            assert len(self.firsts) == self.batch_size  # starts are > `longest` apart (see __init__)
         else:
-            text, firsts = self.ids, [b * self.n for b in range(self.batch_size)]
-        self.inputs = torch.stack([text[f:f + self.n] for f in firsts])
-        self.targets = torch.stack([text[f + 1:f + self.n + 1] for f in firsts])
+            self.text, self.firsts = self.ids, [b * self.n for b in range(self.batch_size)]
         self._epoch = epoch
 
     def window(self, step: int) -> tuple[torch.Tensor, torch.Tensor, bool]:
         """(inputs, targets, starts_epoch) for a step; the carried state resets at an epoch start."""
         epoch, w = divmod(step, self.windows)
         self._layout(epoch)
-        s = slice(w * self.seq_len, (w + 1) * self.seq_len)
-        return self.inputs[:, s], self.targets[:, s], w == 0
+        a = w * self.seq_len
+        rows = np.stack([self.text[f + a:f + a + self.seq_len + 1] for f in self.firsts]).astype(np.int64)
+        rows = torch.from_numpy(rows)
+        return rows[:, :-1], rows[:, 1:], w == 0
 
 
 def cut_points(length: int, pieces: int, boundaries: list[int]) -> list[int]:

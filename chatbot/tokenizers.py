@@ -73,6 +73,10 @@ class Tokenizer:
     def save(self, folder: Path) -> Path:
         raise NotImplementedError
 
+    def identity(self) -> bytes:
+        """Bytes that determine every encoding this tokenizer makes (for cache keys)."""
+        raise NotImplementedError
+
 
 class StreamDecoder:
     """Turns ids into text one at a time, holding back bytes until a character is whole."""
@@ -109,6 +113,9 @@ class CharTokenizer(Tokenizer):
     def encode(self, text: str) -> list[int]:
         index = self._index
         return [index.get(ch, UNK_ID) for ch in normalize(text)]
+
+    def identity(self) -> bytes:
+        return json.dumps({"kind": "char", "chars": self.chars}, ensure_ascii=False).encode()
 
     def save(self, folder: Path) -> Path:
         data = {"kind": "char", "specials": list(SPECIALS), "chars": self.chars}
@@ -203,6 +210,9 @@ class SentencePieceTokenizer(Tokenizer):
             if part:
                 ids.extend(self._sp.encode(part))
         return ids
+
+    def identity(self) -> bytes:
+        return self.kind.encode() + b"\0" + self.model_proto
 
     def save(self, folder: Path) -> Path:
         return atomic_write(Path(folder) / self.filename, self.model_proto)

@@ -31,6 +31,7 @@ from .distributed import World, from_environment, leave
 from .errors import ChatbotError
 from .model import LanguageModel, ModelConfig
 from .run_state import RunState, has_run_state, load_run_state, read_run_info, save_run_state
+from .token_cache import build_token_cache, open_token_cache, token_cache_exists
 from .tokenizers import Tokenizer, load_tokenizer, train_tokenizer
 
 LOG_FILE = "train_log.jsonl"
@@ -388,8 +389,13 @@ def _train(corpus: Path, out: Path, tokenizer_kind: str, vocab_size: int | None,
     else:
         tokenizer = train_tokenizer(tokenizer_kind, text.texts(), vocab_size)
         model_cfg = ModelConfig(vocab_size=tokenizer.vocab_size, **(model_settings or {}))
-    ids, doc_starts = text.encode_with_starts(tokenizer)
-    split = split_ids(ids, cfg.val_fraction, tokenizer, cfg.seq_len, doc_starts)
+    reused = token_cache_exists(text, tokenizer, out)
+    if world.is_main:  # the others wait, then map the same file
+        build_token_cache(text, tokenizer, out)
+    world.barrier()
+    tokens = open_token_cache(text, tokenizer, out, reused)
+    ids = tokens.ids
+    split = split_ids(ids, cfg.val_fraction, tokenizer, cfg.seq_len, tokens.doc_starts)
     model = LanguageModel(model_cfg).to(device)
     if world.is_main:
         check_disk_space(out, model)
@@ -415,5 +421,6 @@ def _train(corpus: Path, out: Path, tokenizer_kind: str, vocab_size: int | None,
                f"{trainer.streams.batch_size} streams x {cfg.seq_len}; device {device}"
                + (f"; {world.size} processes, {trainer.streams.batch_size // world.size} streams "
                   f"each" if world.active else "")
-               + (f"; resuming at step {trainer.run.step}" if resume else ""))
+               + (f"; resuming at step {trainer.run.step}" if resume else "")
+               + f"\ntoken ids {'reused from' if tokens.reused else 'cached in'} {tokens.path}")
     return trainer.fit()

@@ -47,6 +47,13 @@ def test_concurrent_chat_smoke_prints_its_table():
     assert [row.split(" | ")[1] for row in rows] == ["2", "6"]  # every reply of every session
 
 
+def test_large_corpus_smoke_prints_its_table():
+    r = run_cli("bench/large_corpus.py", "--smoke", timeout=300)
+    assert r.returncode == 0, r.stderr
+    rows = [line for line in r.stdout.splitlines() if line.startswith("| first run") or line.startswith("| --resume")]
+    assert [row.split(" | ")[-1] for row in rows] == ["no |", "yes |"]  # built, then reused
+
+
 def test_training_throughput_smoke_prints_its_table(chat_corpus):
     r = run_cli("bench/training_throughput.py", "--corpus", str(chat_corpus), "--smoke", timeout=300)
     assert r.returncode == 0, r.stderr
