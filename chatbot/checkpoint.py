@@ -41,9 +41,13 @@ class Checkpoint:
         return self.config.get("metrics", {})
 
 
+def tensor_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> bytes:
+    """Tensors as safetensors bytes (a JSON header and raw data: nothing to unpickle)."""
+    return st_save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=metadata)
+
+
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None):
-    data = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    atomic_write(path, st_save(data, metadata=metadata))
+    atomic_write(path, tensor_bytes(tensors, metadata))
 
 
 def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

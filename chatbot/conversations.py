@@ -176,7 +176,7 @@ class ConversationStore:
         0 for a new conversation) and return the new version. Only the last turn can change
         between saves (a reply, a regenerate, a continue), so it and any turns after what the
         database holds are written; turns the session no longer has are deleted."""
-        sampling = {k: v for k, v in vars(chat.sampling).items() if k != "stop"}
+        sampling = chat.sampling.settings()
         memory = encode_memory(chat.state, chat.generator)
         earlier, total = len(chat.earlier), len(chat.earlier) + len(chat.turns)
         now = time.time()

@@ -67,6 +67,11 @@ class SamplingConfig:
         if self.seed is not None and (not isinstance(self.seed, int) or self.seed < 0):
             bad("seed", self.seed, "a whole number >= 0")
 
+    def settings(self) -> dict:
+        """The settings as plain values for transcripts and saved conversations (stop strings
+        are not recorded)."""
+        return {k: v for k, v in vars(self).items() if k != "stop"}
+
     def with_(self, **changes) -> "SamplingConfig":
         return replace(self, **changes)
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as st_load
-from safetensors.torch import save as st_save
 
+from .checkpoint import tensor_bytes
 from .errors import ChatbotError
 from .model import LanguageModel
 from .stepper import RecurrentState
@@ -37,10 +37,6 @@ def _state_from(tensors: dict[str, torch.Tensor], prefix: str, model: LanguageMo
     return RecurrentState(h, c)
 
 
-def _encode(tensors: dict[str, torch.Tensor]) -> bytes:
-    return st_save({k: v.detach().contiguous().cpu() for k, v in tensors.items()})
-
-
 def _decode(blob: bytes) -> dict[str, torch.Tensor]:
     try:
         return st_load(bytes(blob))
@@ -63,7 +59,7 @@ def encode_turn(before_user: RecurrentState, before_reply: RecurrentState,
                "logits_before_reply": logits_before_reply}
     if next_logits is not None:
         tensors["next_logits"] = next_logits
-    return _encode(tensors)
+    return tensor_bytes(tensors)
 
 
 def decode_turn(blob: bytes, model: LanguageModel):
@@ -79,7 +75,7 @@ def decode_turn(blob: bytes, model: LanguageModel):
 def encode_memory(state: RecurrentState, generator: torch.Generator) -> bytes:
     """The state after the last token, and the generator's position, so that even an
     unseeded conversation continues exactly as it would have."""
-    return _encode({**_state_tensors("state", state), "generator": generator.get_state()})
+    return tensor_bytes({**_state_tensors("state", state), "generator": generator.get_state()})
 
 
 def decode_memory(blob: bytes, model: LanguageModel) -> tuple[RecurrentState, torch.Tensor]:

@@ -8,9 +8,8 @@ from .chat import ChatSession
 
 
 def transcript_json(chat: ChatSession, model: str) -> str:
-    sampling = {k: v for k, v in vars(chat.sampling).items() if k != "stop"}
-    return json.dumps({"model": model, "sampling": sampling, "messages": chat.transcript()},
-                      ensure_ascii=False, indent=2)
+    return json.dumps({"model": model, "sampling": chat.sampling.settings(),
+                       "messages": chat.transcript()}, ensure_ascii=False, indent=2)
 
 
 def transcript_markdown(chat: ChatSession, model: str) -> str:
