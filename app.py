@@ -7,7 +7,7 @@ a new model on your own text in the background).
 
 import streamlit as st
 
-from app_pages.resources import models_dir
+from app_pages.resources import keep_conversation_in_url, models_dir
 from chatbot.sampling import SamplingConfig
 
 st.set_page_config(page_title="lstm-chat", page_icon=":material/memory:")
@@ -24,8 +24,7 @@ for key, default in SETTINGS.items():
     st.session_state[key] = st.session_state.get(key, default)
 if (models_dir() / str(st.session_state.get("model_name"))).is_dir():
     st.session_state.model_name = st.session_state.model_name
-if st.session_state.get("conv_id") and st.query_params.get("c") != st.session_state.conv_id:
-    st.query_params["c"] = st.session_state.conv_id  # on every page, so a reload finds the chat
+keep_conversation_in_url()  # on every page, so a reload anywhere finds the chat
 page = st.navigation([
     st.Page("app_pages/chat.py", title="Chat", icon=":material/chat:", default=True),
     st.Page("app_pages/inspect.py", title="Inspect", icon=":material/insights:"),

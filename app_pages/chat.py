@@ -12,7 +12,7 @@ import time
 
 import streamlit as st
 
-from app_pages.resources import conversation_store, models_dir, open_model
+from app_pages.resources import conversation_store, keep_conversation_in_url, models_dir, open_model
 from chatbot.catalog import list_checkpoints
 from chatbot.chat import MAX_MESSAGE_CHARS, ChatSession
 from chatbot.conversations import (ConversationConflict, StoredConversation, new_conversation_id,
@@ -157,7 +157,7 @@ def save_conversation(chat: ChatSession) -> None:
         state.conv_notice = f"This reply could not be saved ({exc}); the chat goes on unsaved."
     if state.get("conv_notice"):  # (the page's next run shows it too, above the chat)
         st.warning(escape_markdown(state.conv_notice))
-    st.query_params["c"] = state.conv_id
+    keep_conversation_in_url()
 
 
 def saved_conversations(box) -> None:
@@ -187,24 +187,27 @@ def stats_caption(index: int) -> None:
         st.caption(caption)
 
 
-def show_user(turn) -> None:
+def show_user(text: str, cut_from: int | None = None) -> None:
     with st.chat_message("user"):
-        st.markdown(escape_markdown(turn.user))
-        if turn.cut_from:
-            st.caption(f"Only the first {MAX_MESSAGE_CHARS:,} of this message's {turn.cut_from:,} "
+        st.markdown(escape_markdown(text))
+        if cut_from:
+            st.caption(f"Only the first {MAX_MESSAGE_CHARS:,} of this message's {cut_from:,} "
                        f"characters were read (the limit per message).")
 
 
+def show_reply(text: str) -> None:
+    st.markdown(escape_markdown(text) if text else "*(empty reply)*")
+
+
 def show_turns(chat: ChatSession, upto: int) -> None:
-    for user, reply in chat.earlier:
-        with st.chat_message("user"):
-            st.markdown(escape_markdown(user))
+    for user, reply in chat.earlier:  # words only (their memory was not restored)
+        show_user(user)
         with st.chat_message("assistant"):
-            st.markdown(escape_markdown(reply) if reply else "*(empty reply)*")
+            show_reply(reply)
     for index, turn in enumerate(chat.turns[:upto]):
-        show_user(turn)
+        show_user(turn.user, turn.cut_from)
         with st.chat_message("assistant"):
-            st.markdown(escape_markdown(turn.reply.text) if turn.reply.text else "*(empty reply)*")
+            show_reply(turn.reply.text)
             stats_caption(index)
 
 
@@ -266,8 +269,7 @@ if state.get("conv_id") is None:  # a new tab, or a reload: the URL says which c
     open_conversation(wanted) if wanted else new_conversation()
 info, sampling = sidebar_settings()
 chat = current_session(info, sampling)
-if st.query_params.get("c") != state.conv_id:
-    st.query_params["c"] = state.conv_id
+keep_conversation_in_url()
 
 with st.sidebar:
     # Drawn before this run's message is answered, so nothing here depends on the turn count:
@@ -301,13 +303,13 @@ try:
     if message is not None:
         pieces = chat.send(message)
         show_turns(chat, len(chat.turns) - 1)
-        show_user(chat.turns[-1])
+        show_user(chat.turns[-1].user, chat.turns[-1].cut_from)
         stream_reply(chat, pieces, started)
     elif regenerate or extend:
         prefix = chat.turns[-1].reply.text if extend and chat.turns else ""
         pieces = chat.continue_reply() if extend else chat.regenerate()
         show_turns(chat, len(chat.turns) - 1)
-        show_user(chat.turns[-1])
+        show_user(chat.turns[-1].user, chat.turns[-1].cut_from)
         stream_reply(chat, pieces, started, prefix)
     else:
         show_turns(chat, len(chat.turns))

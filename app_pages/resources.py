@@ -59,6 +59,13 @@ def job_slot() -> JobSlot:
     return JobSlot()
 
 
+def keep_conversation_in_url() -> None:
+    """The open conversation's id in the address bar (?c=...), so a reload finds it."""
+    conversation = st.session_state.get("conv_id")
+    if conversation and st.query_params.get("c") != conversation:
+        st.query_params["c"] = conversation
+
+
 @st.cache_resource
 def _conversation_store(path: str) -> ConversationStore:
     return ConversationStore(path)

@@ -39,9 +39,10 @@ MAX_VAL_TOKENS = 2_000_000  # a validation pass over more would take longer than
 
 def split_ids(ids, val_fraction: float, tokenizer: Tokenizer, seq_len: int, doc_starts=None) -> Split:
     """The last val_fraction of the ids (at most MAX_VAL_TOKENS) validates; the rest trains.
-    `ids` may be a list or a numpy memmap, which the training part stays (never copied)."""
+    `ids` may be a list or a numpy memmap; the training part of a memmap stays one (a view)."""
     if not 0 < val_fraction < 0.5:
         raise ChatbotError(f"--val-fraction must be between 0 and 0.5, got {val_fraction}.")
+    ids = np.asarray(ids)
     n_val = max(2, min(int(len(ids) * val_fraction), MAX_VAL_TOKENS))
     train, val = ids[:-n_val], ids[-n_val:]
     if len(train) < seq_len + 1:
@@ -49,13 +50,10 @@ def split_ids(ids, val_fraction: float, tokenizer: Tokenizer, seq_len: int, doc_
             f"the corpus is too short: {len(ids):,} tokens, of which {len(train):,} train, but one "
             f"training sequence needs {seq_len + 1} (--seq-len {seq_len}). Add more text or use a "
             f"smaller --seq-len.")
-    if isinstance(ids, list):
-        train = torch.tensor(train, dtype=torch.long)
-    val = torch.from_numpy(np.asarray(val, dtype=np.int64))
-    starts = np.asarray([0] if doc_starts is None or len(doc_starts) == 0 else doc_starts, dtype=np.int64)
-    train_starts = starts[starts < len(train)]
-    return Split(train, val, tokenizer.char_length(val[1:].tolist()),
-                 train_starts if len(train_starts) else np.zeros(1, dtype=np.int64),
+    val = torch.from_numpy(val.astype(np.int64))
+    starts = np.asarray([0] if doc_starts is None else doc_starts, dtype=np.int64)
+    # (Streams adds the start at 0 itself, so train_starts may be empty.)
+    return Split(train, val, tokenizer.char_length(val[1:].tolist()), starts[starts < len(train)],
                  (starts[starts >= len(train)] - len(train)).tolist())
 
 

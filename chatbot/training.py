@@ -148,6 +148,7 @@ class Trainer:
         self.on_event = on_event or (lambda event: None)
         self.streams = Streams(split.train, cfg.batch_size, cfg.seq_len, split.train_starts, cfg.seed)
         self.rows = world.share(self.streams.batch_size)
+        self.local_batch = self.rows.stop - self.rows.start  # this rank's streams
         self.net = model
         if world.active:
             self.net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
@@ -157,7 +158,7 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": cfg.weight_decay},
              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.99))
-        self.run = RunState(0, 0, 0.0, None, model.initial_state(self.rows.stop - self.rows.start), info)
+        self.run = RunState(0, 0, 0.0, None, model.initial_state(self.local_batch), info)
         self._stop = threading.Event()
         self._last_saved_step: int | None = None
 
@@ -184,7 +185,6 @@ class Trainer:
         bar = tqdm(total=cfg.max_steps, initial=run.step, unit="step", dynamic_ncols=True,
                    desc="training", disable=None if main else True)
         log = open(self.out / LOG_FILE if main else os.devnull, "a", encoding="utf-8")
-        reason = "finished"
         try:
             while True:
                 elapsed = time.perf_counter() - start
@@ -226,7 +226,7 @@ class Trainer:
         cfg, run = self.cfg, self.run
         x, y, epoch_start = self.streams.window(run.step)
         if epoch_start:
-            run.carried = self.model.initial_state(self.rows.stop - self.rows.start)
+            run.carried = self.model.initial_state(self.local_batch)
         lr = learning_rate(cfg, run.step, progress)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
