@@ -220,6 +220,9 @@ class Trainer:
         finally:
             bar.close()
             log.close()
+            # The DDP wrapper is bound to the process group: drop it, so that leave() frees it
+            # before destroying the group (train_lm.py keeps this Trainer alive until exit).
+            self.net = self.model
         return {"reason": reason, **metrics}
 
     def _step(self, progress: float) -> tuple[float, float]:
@@ -361,8 +364,10 @@ def train(corpus: str | Path | None, out: str | Path, tokenizer_kind: str = "cha
     try:
         if world.is_main:
             check_out_folder(out, resume)
-        return _train(Path(corpus), out, tokenizer_kind, vocab_size, model_settings, cfg, resume,
-                      command, info, on_event, on_trainer, world, device)
+        result = _train(Path(corpus), out, tokenizer_kind, vocab_size, model_settings, cfg, resume,
+                        command, info, on_event, on_trainer, world, device)
+        world.barrier()  # leave the group together
+        return result
     except torch.distributed.DistError as exc:
         raise ChatbotError(
             f"rank {world.rank}: another training process failed or lost its connection "
