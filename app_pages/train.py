@@ -19,6 +19,7 @@ from chatbot.uploads import save_upload
 from chatbot.errors import ChatbotError
 from chatbot.plain_text import escape_markdown
 from chatbot.presets import PRESETS, epoch_seconds, seconds_per_step
+from chatbot.tokenizers import CharTokenizer
 from chatbot.train_job import JobRequest, JobSnapshot
 
 NAME_RULE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
@@ -119,10 +120,9 @@ else:
 if corpus is None:
     st.stop()
 text = load_corpus(corpus)
-chars = text.characters()
-is_chat = any(not isinstance(doc, str) for doc in text.documents)
+chars = text.characters
 st.caption(f"{escape_markdown(corpus.name)}: {chars:,} characters"
-           + (f", {len(text.documents):,} conversations" if is_chat else ""))
+           + (f", {text.conversations:,} conversations" if text.is_chat else ""))
 
 left, right = st.columns(2)
 kind = left.selectbox("Tokenizer", ["char", "bpe", "unigram"], key="tokenizer",
@@ -134,7 +134,7 @@ preset_name = left.selectbox("Model size", list(PRESETS), key="preset",
 preset = PRESETS[preset_name]
 budget_minutes = right.number_input("Time budget (minutes)", 0.1, 240.0, step=0.5, key="budget")
 tokens = chars if kind == "char" else chars // 3
-vocab_guess = min(len(set("".join(text.texts()))) + 4, 4000) if kind == "char" else int(vocab)
+vocab_guess = min(CharTokenizer.train(text.texts()).vocab_size, 4000) if kind == "char" else int(vocab)
 per_epoch = epoch_seconds(preset, int(tokens * 0.9), measured_step_seconds(preset_name, vocab_guess))
 st.caption(f"{preset.about}. On this machine one epoch of this corpus takes about "
            f"{duration(per_epoch)}; the budget allows about {budget_minutes * 60 / per_epoch:.1f} epochs.")
@@ -152,7 +152,7 @@ request = None
 if name and problem is None:
     request = JobRequest(corpus=corpus, out=models_dir() / name, tokenizer=kind,
                          vocab_size=None if kind == "char" else int(vocab), preset=preset,
-                         time_budget=budget_minutes * 60, chat=is_chat)
+                         time_budget=budget_minutes * 60, chat=text.is_chat)
 st.button("Train", type="primary", key="train", disabled=request is None or running,
           on_click=start_training, args=(request,),
           help="one run at a time on this server" if running else None)

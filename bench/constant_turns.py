@@ -34,7 +34,7 @@ from chatbot.stepper import RecurrentState  # noqa: E402
 def user_messages(corpus: Path, limit: int) -> list[str]:
     """The user's lines of a chat corpus (or the lines of a plain-text one), in file order."""
     messages: list[str] = []
-    for doc in load_corpus(corpus).documents:
+    for _, doc in load_corpus(corpus).pieces():
         if isinstance(doc, str):
             messages += [line for line in doc.splitlines() if line.strip()]
         else:

@@ -47,7 +47,7 @@ RECORDER = """() => {
 def message_from(corpus: Path, length: int) -> str:
     """`length` characters of the corpus's user lines, joined by spaces."""
     pieces = []
-    for doc in load_corpus(corpus).documents:
+    for _, doc in load_corpus(corpus).pieces():
         pieces += [doc] if isinstance(doc, str) else [text for role, text in doc if role == "user"]
         if sum(map(len, pieces)) > 2 * length:
             break

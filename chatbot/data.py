@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import mmap
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -65,11 +66,14 @@ class Streams:
     at or after i/batch_size of the text. Otherwise the streams are fixed slices of the text.
 
     `ids` may be a numpy memmap of a corpus larger than memory (chatbot/token_cache.py): each
-    step reads just its batch_size x (seq_len + 1) ids. Reshuffling copies the text once per
-    epoch, so it is done for corpora up to SHUFFLE_MAX_TOKENS only.
+    step reads just its batch_size x (seq_len + 1) ids, and every RELEASE_EVERY steps the
+    pages already read are handed back, so over a long run the process's resident memory does
+    not grow to the size of the file. Reshuffling copies the text once per epoch, so it is
+    done for corpora up to SHUFFLE_MAX_TOKENS only.
     """
 
     SHUFFLE_MAX_TOKENS = 2**25
+    RELEASE_EVERY = 1024
 
     def __init__(self, ids, batch_size: int, seq_len: int, doc_starts=None, seed: int = 0):
         ids = ids.numpy() if isinstance(ids, torch.Tensor) else ids
@@ -108,10 +112,21 @@ class Streams:
         """(inputs, targets, starts_epoch) for a step; the carried state resets at an epoch start."""
         epoch, w = divmod(step, self.windows)
         self._layout(epoch)
+        if step % self.RELEASE_EVERY == 0:
+            release_pages(self.text)
         a = w * self.seq_len
         rows = np.stack([self.text[f + a:f + a + self.seq_len + 1] for f in self.firsts]).astype(np.int64)
         rows = torch.from_numpy(rows)
         return rows[:, :-1], rows[:, 1:], w == 0
+
+
+def release_pages(ids) -> None:
+    """Unmap the pages of a memory-mapped id file this process has read. They stay in the
+    OS's page cache, so reading them again costs no disk access, but they no longer count in
+    this process's resident memory (RSS)."""
+    mapping = getattr(ids, "_mmap", None)  # np.memmap's mmap object; None for in-memory arrays
+    if mapping is not None and hasattr(mmap, "MADV_DONTNEED"):
+        mapping.madvise(mmap.MADV_DONTNEED)
 
 
 def cut_points(length: int, pieces: int, boundaries: list[int]) -> list[int]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from array import array
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,12 +22,12 @@ import numpy as np
 from tqdm import tqdm
 
 from .atomic import atomic_write
-from .corpus import Corpus, encode_document
+from .corpus import Corpus, encode_piece
 from .errors import ChatbotError
 from .tokenizers import Tokenizer
 
 CACHE_DIR = "token-cache"
-CHUNK_TOKENS = 1 << 20  # ids held in memory while writing
+CHUNK_TOKENS = 1 << 20  # ids held in memory before they are written
 
 
 @dataclass
@@ -56,22 +57,22 @@ def build_token_cache(corpus: Corpus, tokenizer: Tokenizer, out: Path, progress:
     folder.mkdir(parents=True, exist_ok=True)
     dtype = id_dtype(tokenizer)
     ids_path, starts_path = folder / f"{key}.{dtype.name}", folder / f"{key}.starts.npy"
-    starts, total, chunk = [], 0, []
-    bar = tqdm(total=corpus.characters(), unit="char", unit_scale=True, desc="tokenizing",
+    starts, total, chunk = array("q"), 0, []  # array: 8 bytes a document, not a Python int's 36
+    bar = tqdm(total=corpus.characters, unit="char", unit_scale=True, desc="tokenizing",
                disable=None if progress else True)
     try:
         with open(ids_path, "wb") as f:
-            for doc in corpus.documents:
-                starts.append(total + len(chunk))
-                for piece in _pieces(doc):
-                    chunk.extend(encode_document(tokenizer, piece))
-                    bar.update(len(piece) if isinstance(piece, str) else sum(len(t) for _, t in piece))
-                    if len(chunk) >= CHUNK_TOKENS:
-                        np.asarray(chunk, dtype=dtype).tofile(f)
-                        total, chunk = total + len(chunk), []
+            for first, piece in corpus.pieces():
+                if first:
+                    starts.append(total + len(chunk))
+                chunk.extend(encode_piece(tokenizer, piece))
+                bar.update(len(piece) if isinstance(piece, str) else sum(len(t) for _, t in piece))
+                if len(chunk) >= CHUNK_TOKENS:
+                    np.asarray(chunk, dtype=dtype).tofile(f)
+                    total, chunk = total + len(chunk), []
             np.asarray(chunk, dtype=dtype).tofile(f)
             total += len(chunk)
-        np.save(starts_path, np.asarray(starts, dtype=np.int64))
+        np.save(starts_path, np.frombuffer(starts, dtype=np.int64))
     finally:
         bar.close()
     meta = {"tokens": total, "dtype": dtype.name, "documents": len(starts), "corpus_sha256": corpus.sha256,
@@ -83,20 +84,11 @@ def build_token_cache(corpus: Corpus, tokenizer: Tokenizer, out: Path, progress:
     return meta_path
 
 
-def _pieces(doc):
-    """A long text in pieces of about CHUNK_TOKENS characters cut after a newline (no token
-    spans a newline: the SentencePiece trainer sees text split into lines), so encoding the
-    pieces gives exactly the ids of encoding the whole. The last piece ends in a newline, as
-    encode_document makes every text end."""
-    if not isinstance(doc, str):
-        yield doc
-        return
-    start = 0
-    while start < len(doc):
-        cut = doc.find("\n", start + CHUNK_TOKENS)
-        end = len(doc) if cut < 0 else cut + 1
-        yield doc[start:end]
-        start = end
+def cache_bytes(corpus: Corpus, tokenizer: Tokenizer) -> int:
+    """About the cache's size, for the disk-space check: a character tokenizer makes one id
+    per character and two markers per turn; SentencePiece makes fewer (more only for
+    characters its sample never saw)."""
+    return (corpus.characters + 2 * corpus.turns) * id_dtype(tokenizer).itemsize + 8 * corpus.documents
 
 
 def open_token_cache(corpus: Corpus, tokenizer: Tokenizer, out: Path, reused: bool) -> TokenIds:

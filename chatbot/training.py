@@ -16,7 +16,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -25,13 +25,13 @@ from tqdm import tqdm
 
 from .atomic import atomic_write
 from .checkpoint import save_checkpoint
-from .corpus import load_corpus
+from .corpus import Corpus, load_corpus
 from .data import Split, Streams, evaluate, split_ids
 from .distributed import World, from_environment, leave
 from .errors import ChatbotError
 from .model import LanguageModel, ModelConfig
 from .run_state import RunState, has_run_state, load_run_state, read_run_info, save_run_state
-from .token_cache import build_token_cache, open_token_cache, token_cache_exists
+from .token_cache import build_token_cache, cache_bytes, open_token_cache, token_cache_exists
 from .tokenizers import Tokenizer, load_tokenizer, train_tokenizer
 
 LOG_FILE = "train_log.jsonl"
@@ -324,17 +324,28 @@ def check_out_folder(out: Path, resume: bool):
                            f"can write to.") from None
 
 
-def check_disk_space(out: Path, model: LanguageModel) -> None:
-    """Refuse to start a run whose checkpoints cannot fit, instead of failing hours later."""
+def check_disk_space(out: Path, model: LanguageModel, token_cache: int = 0) -> None:
+    """Refuse to start a run whose token cache or checkpoints cannot fit, instead of failing
+    hours later. `token_cache`: bytes the cache still has to be written."""
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
     # best checkpoint (1x) + resume snapshot (weights and two Adam moments, 3x), with the
     # previous copy of each still on disk while the new one is written: 8x, plus slack.
-    need = 8 * weights + 2**20
+    need = 8 * weights + token_cache + 2**20
     free = shutil.disk_usage(out).free
     if free < need:
+        cache = f" and its token cache {token_cache / 1e6:,.1f} MB" if token_cache else ""
         raise ChatbotError(f"only {free / 1e6:,.1f} MB free where --out {out} is, but this model's "
-                           f"checkpoints need about {need / 1e6:,.1f} MB. Free some space or choose "
-                           f"another --out.")
+                           f"checkpoints need about {8 * weights / 1e6:,.1f} MB{cache}. Free some "
+                           f"space or choose another --out.")
+
+
+SENTENCEPIECE_SAMPLE_CHARS = 10_000_000  # unigram training takes ~50 bytes of memory a character
+
+
+def tokenizer_texts(corpus: Corpus, kind: str) -> Iterator[str]:
+    """A character vocabulary needs every character; SentencePiece learns its pieces as well
+    from an even sample of about 10M characters (and falls back to bytes for any it missed)."""
+    return corpus.texts() if kind == "char" else corpus.sample_lines(SENTENCEPIECE_SAMPLE_CHARS)
 
 
 def train(corpus: str | Path | None, out: str | Path, tokenizer_kind: str = "char",
@@ -392,26 +403,26 @@ def _train(corpus: Path, out: Path, tokenizer_kind: str, vocab_size: int | None,
         tokenizer = load_tokenizer(out, info["tokenizer"]["kind"])
         model_cfg = ModelConfig.from_dict(info["model"])
     else:
-        tokenizer = train_tokenizer(tokenizer_kind, text.texts(), vocab_size)
+        if world.is_main:  # one tokenizer for every rank: rank 0 trains it, the others read it
+            train_tokenizer(tokenizer_kind, tokenizer_texts(text, tokenizer_kind), vocab_size).save(out)
+        world.barrier()
+        tokenizer = load_tokenizer(out, tokenizer_kind)
         model_cfg = ModelConfig(vocab_size=tokenizer.vocab_size, **(model_settings or {}))
+    model = LanguageModel(model_cfg).to(device)
     reused = token_cache_exists(text, tokenizer, out)
     if world.is_main:  # the others wait, then map the same file
+        check_disk_space(out, model, 0 if reused else cache_bytes(text, tokenizer))
         build_token_cache(text, tokenizer, out)
     world.barrier()
     tokens = open_token_cache(text, tokenizer, out, reused)
     ids = tokens.ids
     split = split_ids(ids, cfg.val_fraction, tokenizer, cfg.seq_len, tokens.doc_starts)
-    model = LanguageModel(model_cfg).to(device)
-    if world.is_main:
-        check_disk_space(out, model)
     if not resume:
         info = {"model": model_cfg.to_dict(), "tokenizer": tokenizer.describe(),
                 "training": {**asdict(cfg), "command": command},
                 "corpus": {"path": str(corpus), "sha256": text.sha256,
-                           "files": [str(p) for p in text.paths], "characters": text.characters(),
+                           "files": [str(p) for p in text.paths], "characters": text.characters,
                            "tokens": len(ids)}}
-        if world.is_main:
-            tokenizer.save(out)
     trainer = Trainer(out, model, tokenizer, split, cfg, info, device, on_event, world)
     if resume:
         trainer.resume()
@@ -422,7 +433,7 @@ def _train(corpus: Path, out: Path, tokenizer_kind: str, vocab_size: int | None,
     tqdm.write(f"{model_cfg.cell} {model_cfg.num_layers}x{model_cfg.hidden_size}, "
                f"{model.num_parameters():,} parameters, {tokenizer.kind} tokenizer "
                f"({tokenizer.vocab_size} tokens); {len(split.train):,} train / {len(split.val):,} "
-               f"validation tokens ({len(ids) / max(1, text.characters()):.3f} tokens/char); "
+               f"validation tokens ({len(ids) / max(1, text.characters):.3f} tokens/char); "
                f"{trainer.streams.batch_size} streams x {cfg.seq_len}; device {device}"
                + (f"; {world.size} processes, {trainer.streams.batch_size // world.size} streams "
                   f"each" if world.active else "")

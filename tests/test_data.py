@@ -1,7 +1,9 @@
 """How training text is laid out into parallel streams for truncated BPTT."""
 
 import math
+import os
 
+import numpy as np
 import pytest
 import torch
 
@@ -70,3 +72,26 @@ def test_validation_scores_every_token_once_and_starts_pieces_at_documents():
     per_char = result["val_nats_per_char"]
     assert per_char * split.val_chars == pytest.approx(whole, rel=0.02)  # only piece starts differ
     assert result["val_bits_per_char"] == pytest.approx(per_char / math.log(2))
+
+
+def mapped_kb(path) -> int:
+    """Resident kB of this process's mappings of `path`, from /proc/self/smaps."""
+    total, inside = 0, False
+    for line in open("/proc/self/smaps"):
+        if "-" in line.split(" ", 1)[0]:  # a mapping's header line
+            inside = line.rstrip().endswith(str(path))
+        elif inside and line.startswith("Rss:"):
+            total += int(line.split()[1])
+    return total
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="reads Linux's /proc")
+def test_pages_of_a_memory_mapped_corpus_are_handed_back_as_training_reads_on(tmp_path):
+    path = tmp_path / "ids.uint16"
+    np.arange(8 * 2**20, dtype=np.uint16).tofile(path)  # 16 MB of ids
+    ids = np.memmap(path, dtype=np.uint16, mode="r")
+    streams = Streams(ids, batch_size=1, seq_len=64)
+    assert int(ids.astype(np.int64).sum()) > 0 and mapped_kb(path) > 15_000  # every page read
+    x, y, _ = streams.window(Streams.RELEASE_EVERY)  # a release step, then one window read
+    assert mapped_kb(path) <= 4_096  # (the kernel may map a whole 2 MB folio around a read)
+    assert x[0, :3].tolist() == [(Streams.RELEASE_EVERY * 64 + i) % 2**16 for i in range(3)]  # data intact

@@ -111,6 +111,20 @@ def test_too_little_disk_space_is_refused_before_training(chat_corpus, tmp_path,
     assert not (tmp_path / "small-disk" / "train_log.jsonl").exists()
 
 
+def test_a_token_cache_that_would_not_fit_is_refused_before_it_is_written(tmp_path, monkeypatch):
+    (tmp_path / "big.txt").write_text("the cell state carries memory\n" * 100_000, encoding="utf-8")  # 3 MB
+
+    class Usage:  # room for this model's checkpoints, not for 3M uint16 ids
+        total, used, free = 10**9, 10**9 - 4_000_000, 4_000_000
+
+    monkeypatch.setattr(chatbot.training.shutil, "disk_usage", lambda path: Usage)
+    with pytest.raises(ChatbotError, match=r"only 4\.0 MB free .* need about 0\.\d MB and its token "
+                                           r"cache 6\.0 MB\. Free some space"):
+        train(tmp_path / "big.txt", tmp_path / "out", "char", None, {"hidden_size": 32, "num_layers": 1},
+              TrainConfig(max_steps=5, seq_len=16, batch_size=4))
+    assert not (tmp_path / "out" / "token-cache").exists()
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
 def test_an_unwritable_out_folder_is_refused(chat_corpus, tmp_path):
     locked = tmp_path / "locked"

@@ -2,6 +2,7 @@
 output, reused while corpus and tokenizer are unchanged, rebuilt when either changes."""
 
 import os
+import unicodedata
 
 import numpy as np
 import pytest
@@ -27,10 +28,11 @@ def test_a_vocabulary_over_65536_uses_uint32(tmp_path):
     chars = [chr(c) for c in range(0x4E00, 0x4E00 + 70_000) if not 0xD800 <= c < 0xE000]
     (tmp_path / "c.txt").write_text("".join(chars[-5:]) + " and more", encoding="utf-8")
     corpus = load_corpus(tmp_path / "c.txt")
-    tok = CharTokenizer(sorted(set(chars) | set(corpus.texts()[0])))
+    text = next(corpus.texts())
+    tok = CharTokenizer(sorted(set(chars) | set(text)))
     build_token_cache(corpus, tok, tmp_path / "out", progress=False)
     tokens = open_token_cache(corpus, tok, tmp_path / "out", reused=False)
-    assert tokens.ids.dtype == np.uint32 and tok.decode(tokens.ids.tolist()).startswith(corpus.texts()[0])
+    assert tokens.ids.dtype == np.uint32 and tok.decode(tokens.ids.tolist()) == text
 
 
 def test_a_changed_corpus_or_tokenizer_gets_a_new_cache_and_the_old_one_goes(tmp_path):
@@ -43,7 +45,7 @@ def test_a_changed_corpus_or_tokenizer_gets_a_new_cache_and_the_old_one_goes(tmp
     second = build_token_cache(changed, tok, tmp_path / "out", progress=False)
     assert second != first and not first.exists()
     assert [p.name.split(".")[0] for p in (tmp_path / "out" / CACHE_DIR).iterdir()] == [second.stem] * 3
-    other_tok = train_tokenizer("char", changed.texts() + ["xyz"])
+    other_tok = train_tokenizer("char", [*changed.texts(), "xyz"])
     assert build_token_cache(changed, other_tok, tmp_path / "out", progress=False) != second
 
 
@@ -72,13 +74,37 @@ def test_resume_reuses_the_cache_and_a_new_run_builds_it(chat_corpus, tmp_path):
 
 
 @pytest.mark.parametrize("kind, vocab", [("char", None), ("bpe", 400), ("unigram", 400)])
-def test_long_texts_are_encoded_in_pieces_with_exactly_the_same_ids(tmp_path, monkeypatch, kind, vocab):
-    import chatbot.token_cache as token_cache
+def test_a_file_read_in_small_pieces_gives_exactly_the_ids_of_the_whole_text(tmp_path, monkeypatch, kind, vocab):
+    """Pieces are cut after newlines in the bytes, so a block boundary inside a multi-byte
+    character, a CRLF or a decomposed accent (NFC) changes nothing."""
+    import chatbot.corpus
 
-    monkeypatch.setattr(token_cache, "CHUNK_TOKENS", 50)  # many pieces, cut after newlines
-    (tmp_path / "t.txt").write_text("Hello world, the cell state. 안녕하세요 ▁x\n" * 40 + "no newline at the end",
-                                    encoding="utf-8")
+    monkeypatch.setattr(chatbot.corpus, "CHUNK_BYTES", 37)  # many blocks, cut anywhere
+    line = "Hello world,\r\n the cell state. 안녕하세요 ▁x cafe\u0301 e\u0301\u0301\r\n"
+    raw = ("\ufeff" + line * 40 + "no newline at the end").encode()
+    (tmp_path / "t.txt").write_bytes(raw)
     corpus = load_corpus(tmp_path / "t.txt")
+    assert sum(1 for _ in corpus.pieces()) > 40
+    whole = unicodedata.normalize("NFC", raw.decode().removeprefix("\ufeff").replace("\r\n", "\n")) + "\n"
     tok = train_tokenizer(kind, corpus.texts(), vocab)
     build_token_cache(corpus, tok, tmp_path / kind, progress=False)
-    assert open_token_cache(corpus, tok, tmp_path / kind, reused=False).ids.tolist() == corpus.encode(tok)
+    assert open_token_cache(corpus, tok, tmp_path / kind, reused=False).ids.tolist() == tok.encode(whole)
+    assert corpus.characters == len(whole) - 1
+
+
+def test_sentencepiece_learns_from_a_sample_and_still_encodes_what_the_sample_missed(tmp_path, monkeypatch):
+    import chatbot.training
+    from chatbot.training import tokenizer_texts
+
+    monkeypatch.setattr(chatbot.training, "SENTENCEPIECE_SAMPLE_CHARS", 5_000)
+    lines = [f"sentence {i} about the cell state and the forget gate" for i in range(2_000)]
+    lines[1_234] += " ☃ 雪"  # characters on one line only: most likely not in the sample
+    (tmp_path / "big.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    corpus = load_corpus(tmp_path / "big.txt")
+    sample = list(tokenizer_texts(corpus, "unigram"))
+    assert 3_500 < sum(map(len, sample)) < 6_500 and len(set(sample)) == len(sample)
+    assert sum(map(len, tokenizer_texts(corpus, "char"))) == corpus.characters  # chars: all of it
+    tok = train_tokenizer("unigram", sample, 300)
+    build_token_cache(corpus, tok, tmp_path / "out", progress=False)
+    ids = open_token_cache(corpus, tok, tmp_path / "out", reused=False).ids.tolist()
+    assert tok.decode(ids) == "\n".join(lines) + "\n"
