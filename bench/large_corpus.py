@@ -6,7 +6,8 @@ The corpus is generated (words drawn from a fixed list, one sentence per line; w
 chunks, never held whole) in a temporary folder. Each row is one `python train_lm.py` child,
 its peak RSS read with wait4.
 
-    python bench/large_corpus.py --mb 200      # the README row
+    python bench/large_corpus.py --mb 200      # README rows
+    python bench/large_corpus.py --mb 1024 --tokenizer bpe
     python bench/large_corpus.py --smoke       # seconds, for the tests
 """
 
@@ -65,10 +66,11 @@ def main(argv=None) -> int:
         cache = sum(f.stat().st_size for f in (out / "token-cache").iterdir())
     print(f"corpus {chars / 2**20:,.0f} MB ({chars:,} characters), {args.tokenizer} tokenizer, "
           f"token cache {cache / 2**20:,.0f} MB")
-    print("| run | seconds | peak RSS MB | cache reused |")
-    print("|---|---:|---:|---|")
+    print("| corpus | tokenizer | run | seconds | peak RSS MB | cache reused |")
+    print("|---:|---|---|---:|---:|---|")
     for label, seconds, rss, reused in rows:
-        print(f"| {label} | {seconds:.1f} | {rss:,.0f} | {'yes' if reused else 'no'} |")
+        print(f"| {args.mb:,.0f} MB | {args.tokenizer} | {label} | {seconds:.1f} | {rss:,.0f} | "
+              f"{'yes' if reused else 'no'} |")
     return 0
 
 
