@@ -116,6 +116,36 @@ def resolve_precision(name: str, device: torch.device) -> str:
     return name
 
 
+def bf16_works(model: LanguageModel, device: torch.device) -> str | None:
+    """None if a bf16 forward and backward of this model runs here, else the error's first
+    line. cuDNN's RNN kernels have taken bfloat16 only since cuDNN 9.13, so a GPU build or
+    driver may refuse it; asking costs one two-token step. In eval mode (no dropout), so no
+    random numbers are drawn, and the gradients are dropped again."""
+    was_training = model.training
+    model.eval()
+    try:
+        ids = torch.zeros(1, 2, dtype=torch.long, device=device)
+        loss, _ = training_loss(model, ids, ids, None, True)
+        loss.backward()
+        return None
+    except RuntimeError as exc:
+        return str(exc).strip().splitlines()[0][:200]
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+
+
+def checked_precision(asked: str, resolved: str, model: LanguageModel, device: torch.device) -> str:
+    """`resolved`, unless it is bf16 and bf16 fails here: then fp32 for --precision auto, or
+    an error that says so for an explicit --precision bf16."""
+    if resolved != "bf16" or (problem := bf16_works(model, device)) is None:
+        return resolved
+    if asked == "auto":
+        return "fp32"
+    raise ChatbotError(f"--precision bf16 does not work for this model on {device} ({problem}); "
+                       f"use --precision fp32 (or auto, which picks bf16 only where it works).")
+
+
 def training_loss(model: LanguageModel, x: torch.Tensor, y: torch.Tensor, state, bf16: bool):
     """One forward at the run's precision (bf16 matmuls under autocast when asked); the loss
     itself is taken in fp32. Returns (loss, state after the window)."""
@@ -392,6 +422,7 @@ def train(corpus: str | Path | None, out: str | Path, tokenizer_kind: str = "cha
 def _train(corpus: Path, out: Path, tokenizer_kind: str, vocab_size: int | None,
            model_settings: dict | None, cfg: TrainConfig, resume: bool, command: str,
            info: dict | None, on_event, on_trainer, world: World, device: torch.device) -> dict:
+    asked = cfg.precision
     cfg = replace(cfg, precision=resolve_precision(cfg.precision, device))
     torch.manual_seed(cfg.seed)
     text = load_corpus(corpus)
@@ -409,6 +440,7 @@ def _train(corpus: Path, out: Path, tokenizer_kind: str, vocab_size: int | None,
         tokenizer = load_tokenizer(out, tokenizer_kind)
         model_cfg = ModelConfig(vocab_size=tokenizer.vocab_size, **(model_settings or {}))
     model = LanguageModel(model_cfg).to(device)
+    cfg = replace(cfg, precision=checked_precision(asked, cfg.precision, model, device))
     reused = token_cache_exists(text, tokenizer, out)
     if world.is_main:  # the others wait, then map the same file
         check_disk_space(out, model, 0 if reused else cache_bytes(text, tokenizer))

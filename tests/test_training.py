@@ -7,6 +7,8 @@ import subprocess
 import sys
 import time
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -127,6 +129,29 @@ def test_bf16_training_learns_and_saves_fp32_weights(chat_corpus, tmp_path):
     ckpt = load_checkpoint(tmp_path / "b")
     assert all(p.dtype == torch.float32 for p in ckpt.model.parameters())
     assert ckpt.config["training"]["precision"] == "bf16" and result["steps"] == 60
+
+
+def test_bf16_that_fails_here_falls_back_under_auto_and_is_refused_when_asked(chat_corpus, tmp_path, monkeypatch):
+    """As an older cuDNN does for its RNN kernels: the LSTM refuses bfloat16 under autocast."""
+    import chatbot.training
+
+    real_forward = torch.nn.LSTM.forward
+
+    def no_bf16(self, *args, **kwargs):
+        if torch.is_autocast_enabled("cpu"):
+            raise RuntimeError("\"_thnn_fused_lstm_cell\" not implemented for 'BFloat16'\nmore detail")
+        return real_forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.LSTM, "forward", no_bf16)
+    monkeypatch.setattr(chatbot.training, "native_bf16", lambda device: True)
+    cfg = TrainConfig(max_steps=3, seq_len=16, batch_size=4, eval_every=3)
+    with pytest.raises(ChatbotError, match=r"--precision bf16 does not work for this model on cpu "
+                                           r"\(\"_thnn_fused_lstm_cell\" not implemented for 'BFloat16'\); "
+                                           r"use --precision fp32"):
+        train(chat_corpus, tmp_path / "asked", "char", None, {"hidden_size": 32}, replace(cfg, precision="bf16"))
+    result = train(chat_corpus, tmp_path / "auto", "char", None, {"hidden_size": 32}, replace(cfg, precision="auto"))
+    assert result["steps"] == 3
+    assert load_checkpoint(tmp_path / "auto").config["training"]["precision"] == "fp32"
 
 
 def test_precision_auto_resolves_to_what_the_hardware_has():
