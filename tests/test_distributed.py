@@ -69,10 +69,11 @@ def single_resumed(chat_corpus, tmp_path_factory):
     return stop_and_resume(chat_corpus, tmp_path_factory.mktemp("ddp") / "single-resumed", 1, 1)
 
 
-@pytest.mark.parametrize("processes_after", [2, 1])
-def test_resume_under_ddp_continues_exactly(chat_corpus, single_resumed, tmp_path, processes_after):
-    """The resume point holds every rank's carried state, so it continues under 2 or 1 processes."""
-    resumed = stop_and_resume(chat_corpus, tmp_path / "resumed", 2, processes_after)
+@pytest.mark.parametrize("processes, processes_after", [(2, 2), (2, 1), (1, 2)])
+def test_resume_under_ddp_continues_exactly(chat_corpus, single_resumed, tmp_path, processes, processes_after):
+    """The resume point holds every rank's carried state, so a run continues under another
+    number of processes (1 -> 2: tokenize in one process, then train under torchrun)."""
+    resumed = stop_and_resume(chat_corpus, tmp_path / "resumed", processes, processes_after)
     assert resumed == pytest.approx(single_resumed, rel=1e-4)
 
 
