@@ -16,7 +16,11 @@ from chatbot.stepper import Stepper
 from chatbot.train_job import JobSlot
 
 ROOT = Path(__file__).resolve().parent.parent
-CORPORA_DIR = ROOT / "corpora"
+
+
+def corpora_dir() -> Path:
+    """The corpora the Train page offers: corpora/, or $LSTM_CHAT_CORPORA."""
+    return Path(os.environ.get("LSTM_CHAT_CORPORA", ROOT / "corpora"))
 
 
 def models_dir() -> Path:

@@ -13,7 +13,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from app_pages.resources import CORPORA_DIR, MAX_UPLOAD_MB, data_dir, job_slot, models_dir
+from app_pages.resources import MAX_UPLOAD_MB, corpora_dir, data_dir, job_slot, models_dir
 from chatbot.corpus import CORPUS_SUFFIXES, load_corpus
 from chatbot.uploads import save_upload
 from chatbot.errors import ChatbotError
@@ -26,7 +26,25 @@ NAME_RULE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
 
 
 def corpus_choices() -> list[Path]:
-    return [p for p in sorted(CORPORA_DIR.iterdir()) if p.is_dir() or p.suffix in CORPUS_SUFFIXES]
+    return [p for p in sorted(corpora_dir().iterdir()) if p.is_dir() or p.suffix in CORPUS_SUFFIXES]
+
+
+def files_stamp(path: Path) -> tuple:
+    """Names, sizes and mtimes of a corpus's files: a new stamp reads the corpus again."""
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    return tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+
+
+@st.cache_data(max_entries=16, show_spinner="Reading the corpus…")
+def corpus_summary(path: str, stamp: tuple) -> dict:
+    """What the form shows, read once per version of the files (a large corpus takes seconds
+    a pass); a corpus that cannot be trained on gives its error instead."""
+    try:
+        text = load_corpus(path)
+        vocab = CharTokenizer.train(text.texts()).vocab_size
+    except ChatbotError as exc:
+        return {"error": str(exc)}
+    return {"characters": text.characters, "conversations": text.conversations, "char_vocab": vocab}
 
 
 @st.cache_data(show_spinner="Timing a few training steps on this machine…")
@@ -119,10 +137,13 @@ else:
 
 if corpus is None:
     st.stop()
-text = load_corpus(corpus)
-chars = text.characters
+summary = corpus_summary(str(corpus), files_stamp(corpus))
+if "error" in summary:
+    st.error(escape_markdown(summary["error"].replace(str(corpus.parent) + "/", "")))  # paths stay private
+    st.stop()
+chars, is_chat = summary["characters"], summary["conversations"] > 0
 st.caption(f"{escape_markdown(corpus.name)}: {chars:,} characters"
-           + (f", {text.conversations:,} conversations" if text.is_chat else ""))
+           + (f", {summary['conversations']:,} conversations" if is_chat else ""))
 
 left, right = st.columns(2)
 kind = left.selectbox("Tokenizer", ["char", "bpe", "unigram"], key="tokenizer",
@@ -134,7 +155,7 @@ preset_name = left.selectbox("Model size", list(PRESETS), key="preset",
 preset = PRESETS[preset_name]
 budget_minutes = right.number_input("Time budget (minutes)", 0.1, 240.0, step=0.5, key="budget")
 tokens = chars if kind == "char" else chars // 3
-vocab_guess = min(CharTokenizer.train(text.texts()).vocab_size, 4000) if kind == "char" else int(vocab)
+vocab_guess = min(summary["char_vocab"], 4000) if kind == "char" else int(vocab)
 per_epoch = epoch_seconds(preset, int(tokens * 0.9), measured_step_seconds(preset_name, vocab_guess))
 st.caption(f"{preset.about}. On this machine one epoch of this corpus takes about "
            f"{duration(per_epoch)}; the budget allows about {budget_minutes * 60 / per_epoch:.1f} epochs.")
@@ -152,7 +173,7 @@ request = None
 if name and problem is None:
     request = JobRequest(corpus=corpus, out=models_dir() / name, tokenizer=kind,
                          vocab_size=None if kind == "char" else int(vocab), preset=preset,
-                         time_budget=budget_minutes * 60, chat=text.is_chat)
+                         time_budget=budget_minutes * 60, chat=is_chat)
 st.button("Train", type="primary", key="train", disabled=request is None or running,
           on_click=start_training, args=(request,),
           help="one run at a time on this server" if running else None)

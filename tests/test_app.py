@@ -8,7 +8,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from chatbot.plain_text import escape_markdown
-from conftest import ROOT, write_chat_corpus
+from conftest import CONVERSATIONS, ROOT, write_chat_corpus
 
 MARKUP = "Literal $x$ and **b** and <b>bold</b> # end"
 
@@ -143,6 +143,25 @@ def test_bad_uploads_show_a_clear_error(app_env, tmp_path, name, content, messag
     assert any(message in e and name in e for e in errors), errors
     assert not list((tmp_path / "data" / "uploads").glob("*"))  # nothing bad is kept
     assert str(tmp_path) not in " ".join(errors)  # the server's paths stay private
+
+
+def test_a_bad_file_in_corpora_gets_its_error_and_a_good_one_its_size(app_env, tmp_path, monkeypatch):
+    corpora = tmp_path / "corpora"
+    corpora.mkdir()
+    (corpora / "a-latin.txt").write_bytes(b"caf\xe9 au lait\n")
+    write_chat_corpus(corpora / "b-chat.jsonl", repeats=2)
+    monkeypatch.setenv("LSTM_CHAT_CORPORA", str(corpora))
+    at = upload_page(app_env)
+    at.radio(key="source").set_value("From corpora/").run()
+    assert not at.exception, at.exception
+    errors = [e.value.replace("\\", "") for e in at.error]
+    assert any("a-latin.txt: not UTF-8 text (byte 0xe9 at byte offset 3)" in e for e in errors), errors
+    assert str(tmp_path) not in " ".join(errors)
+    at.selectbox(key="corpus_choice").set_value(corpora / "b-chat.jsonl").run()
+    assert not at.exception and not at.error
+    conversations, chars = 2 * len(CONVERSATIONS), 2 * sum(len(text) for conv in CONVERSATIONS for _, text in conv)
+    assert any(c.value.replace("\\", "").startswith(f"b-chat.jsonl: {chars} characters, {conversations} conversations")
+               for c in at.caption), [c.value for c in at.caption]
 
 
 def test_train_page_trains_an_uploaded_corpus_into_a_selectable_model(app_env, tmp_path):
