@@ -44,7 +44,8 @@ def corpus_summary(path: str, stamp: tuple) -> dict:
         vocab = CharTokenizer.train(text.texts()).vocab_size
     except ChatbotError as exc:
         return {"error": str(exc)}
-    return {"characters": text.characters, "conversations": text.conversations, "char_vocab": vocab}
+    return {"characters": text.characters, "conversations": text.conversations, "is_chat": text.is_chat,
+            "char_vocab": vocab}
 
 
 @st.cache_data(show_spinner="Timing a few training steps on this machine…")
@@ -141,7 +142,7 @@ summary = corpus_summary(str(corpus), files_stamp(corpus))
 if "error" in summary:
     st.error(escape_markdown(summary["error"].replace(str(corpus.parent) + "/", "")))  # paths stay private
     st.stop()
-chars, is_chat = summary["characters"], summary["conversations"] > 0
+chars, is_chat = summary["characters"], summary["is_chat"]
 st.caption(f"{escape_markdown(corpus.name)}: {chars:,} characters"
            + (f", {summary['conversations']:,} conversations" if is_chat else ""))
 

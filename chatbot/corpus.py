@@ -58,22 +58,20 @@ class Corpus:
         the reader after its last piece instead of passing for the one that was checked."""
         digest = hashlib.sha256()
         for file in self.paths:
-            digest.update(file.name.encode() + b"\0")
+            parts = _file_pieces(file, digest)
             if file.suffix == ".jsonl":
-                for _, conversation in _conversations(file, digest):
-                    yield True, conversation
+                yield from ((True, conversation) for conversation in parts)
             elif file in self._blank:
-                for _ in _texts(file, digest):
+                for _ in parts:  # read for the hash only
                     pass
             else:
                 first, held = True, None
-                for _, text in _texts(file, digest):
+                for text in parts:
                     if held is not None:
                         yield first, held
                         first = False
                     held = text
                 yield first, held if held.endswith("\n") else held + "\n"
-            digest.update(b"\0")
         if digest.hexdigest() != self.sha256:
             raise ChatbotError(f"{self.paths[0] if len(self.paths) == 1 else self.paths[0].parent}: "
                                f"the corpus changed while it was being read. Run again once it "
@@ -112,6 +110,11 @@ class Corpus:
         return self.encode_with_starts(tokenizer)[0]
 
 
+def characters(piece: Piece) -> int:
+    """Characters of text in a piece (of a conversation: of its messages)."""
+    return len(piece) if isinstance(piece, str) else sum(len(text) for _, text in piece)
+
+
 def encode_piece(tokenizer: Tokenizer, piece: Piece) -> list[int]:
     """A piece of text, or a conversation with its turn markers."""
     if isinstance(piece, str):
@@ -142,17 +145,16 @@ def load_corpus(path: str | Path) -> Corpus:
     corpus = Corpus(paths=files)
     digest, has_text = hashlib.sha256(), False
     for file in files:
-        digest.update(file.name.encode() + b"\0")
         if file.suffix == ".jsonl":
-            for _, conversation in _conversations(file, digest):
+            for conversation in _file_pieces(file, digest):
                 corpus.documents += 1
                 corpus.conversations += 1
                 corpus.turns += len(conversation)
-                corpus.characters += sum(len(text) for _, text in conversation)
+                corpus.characters += characters(conversation)
                 has_text = has_text or any(text.strip() for _, text in conversation)
         else:
             blank = True
-            for _, text in _texts(file, digest):
+            for text in _file_pieces(file, digest):
                 corpus.characters += len(text)
                 blank = blank and text.isspace()
             if blank:
@@ -160,7 +162,6 @@ def load_corpus(path: str | Path) -> Corpus:
             else:
                 corpus.documents += 1
             has_text = has_text or not blank
-        digest.update(b"\0")
     if not has_text:
         where = path if len(files) > 1 else files[0]
         raise ChatbotError(f"{where}: the corpus is empty (no text other than whitespace). "
@@ -169,7 +170,15 @@ def load_corpus(path: str | Path) -> Corpus:
     return corpus
 
 
-def _segments(file: Path, digest=None, cut_long_lines: bool = True) -> Iterator[tuple[int, bytes]]:
+def _file_pieces(file: Path, digest) -> Iterator[Piece]:
+    """A chat file's conversations or a text file's newline-cut texts. `digest` is fed the
+    file's share of the corpus's sha256 (name, bytes, separator), so read every piece."""
+    digest.update(file.name.encode() + b"\0")
+    yield from _conversations(file, digest) if file.suffix == ".jsonl" else _texts(file, digest)
+    digest.update(b"\0")
+
+
+def _segments(file: Path, digest, cut_long_lines: bool = True) -> Iterator[tuple[int, bytes]]:
     """(byte offset, bytes) of the file in pieces of about CHUNK_BYTES that end after a
     newline (the last may not). A line over LONG_LINE_BYTES is cut after its last space
     (text) or refused (chat). `digest` is fed every byte. A NUL byte is looked for in each
@@ -182,8 +191,7 @@ def _segments(file: Path, digest=None, cut_long_lines: bool = True) -> Iterator[
                 if (nul := block.find(b"\0")) >= 0:
                     raise ChatbotError(f"{file}: looks like a binary file (a NUL byte at byte offset "
                                        f"{offset + len(carry) + nul}); a corpus must be UTF-8 text.")
-                if digest is not None:
-                    digest.update(block)
+                digest.update(block)
                 data = carry + block
                 cut = data.rfind(b"\n") + 1
                 if not cut and len(data) >= LONG_LINE_BYTES:
@@ -214,8 +222,8 @@ def _inside_line_cut(data: bytes) -> int:
     return cut or len(data)  # not text at all: decoding it names the bad byte
 
 
-def _texts(file: Path, digest=None, cut_long_lines: bool = True) -> Iterator[tuple[int, str]]:
-    """(byte offset, normalised text) pieces; bytes that are not UTF-8 stop with where they are."""
+def _texts(file: Path, digest, cut_long_lines: bool = True) -> Iterator[str]:
+    """Normalised text pieces; bytes that are not UTF-8 stop with where they are."""
     for offset, raw in _segments(file, digest, cut_long_lines):
         try:
             text = raw.decode("utf-8")
@@ -228,13 +236,13 @@ def _texts(file: Path, digest=None, cut_long_lines: bool = True) -> Iterator[tup
             text = text.removeprefix("\ufeff")
         if "\r" in text:
             text = text.replace("\r\n", "\n")
-        yield offset, normalize(text)
+        yield normalize(text)
 
 
-def _conversations(file: Path, digest=None) -> Iterator[tuple[int, Conversation]]:
-    """(line number, conversation) for each chat line; system messages are dropped."""
+def _conversations(file: Path, digest) -> Iterator[Conversation]:
+    """The conversation on each chat line; system messages are dropped."""
     lineno = 0
-    for _, text in _texts(file, digest, cut_long_lines=False):
+    for text in _texts(file, digest, cut_long_lines=False):
         lines = text.split("\n")
         if text.endswith("\n"):
             lines.pop()
@@ -243,7 +251,7 @@ def _conversations(file: Path, digest=None) -> Iterator[tuple[int, Conversation]
             if line.strip():
                 turns = _parse_conversation(f"{file}:{lineno}", line)
                 if turns:
-                    yield lineno, turns
+                    yield turns
 
 
 def _parse_conversation(where: str, line: str) -> Conversation:

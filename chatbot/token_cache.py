@@ -22,7 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .atomic import atomic_write
-from .corpus import Corpus, encode_piece
+from .corpus import Corpus, characters, encode_piece
 from .errors import ChatbotError
 from .tokenizers import Tokenizer
 
@@ -66,7 +66,7 @@ def build_token_cache(corpus: Corpus, tokenizer: Tokenizer, out: Path, progress:
                 if first:
                     starts.append(total + len(chunk))
                 chunk.extend(encode_piece(tokenizer, piece))
-                bar.update(len(piece) if isinstance(piece, str) else sum(len(t) for _, t in piece))
+                bar.update(characters(piece))
                 if len(chunk) >= CHUNK_TOKENS:
                     np.asarray(chunk, dtype=dtype).tofile(f)
                     total, chunk = total + len(chunk), []
