@@ -74,15 +74,27 @@ def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
 
 
 def _not_safetensors(raw: bytes) -> str | None:
+    """Why `raw` is not a safetensors file, or None if it is one.
+
+    A safetensors file is recognised by its structure: an 8-byte little-endian header length,
+    then that many bytes of a JSON object. Only a file that fails this is looked at for a
+    pickle's or a zip's signature, to say what it is instead; guessing from the first bytes
+    alone refused valid files whose header length ends in 0x80 0x02..0x05 (640, 896, ... bytes).
+    """
+    if len(raw) >= 10:
+        header_len = struct.unpack("<Q", raw[:8])[0]
+        if header_len <= len(raw) - 8 and raw[8:9] == b"{":
+            try:
+                if isinstance(json.loads(raw[8:8 + header_len]), dict):
+                    return None
+            except (ValueError, UnicodeDecodeError):
+                pass
     if raw[:2] in (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05") or raw[:4] == b"PK\x03\x04":
         return ("this is a pickle / torch.save file. lstm-chat never unpickles (unpickling can run "
                 "arbitrary code), so it is refused. Use a checkpoint folder written by train_lm.py.")
     if len(raw) < 10:
         return "too short to be a safetensors file (empty or truncated). Copy it again or retrain."
-    header_len = struct.unpack("<Q", raw[:8])[0]
-    if header_len > len(raw) - 8 or raw[8:9] != b"{":
-        return "not a safetensors file (bad header: truncated or another format). Copy it again or retrain."
-    return None
+    return "not a safetensors file (bad header: truncated or another format). Copy it again or retrain."
 
 
 def save_checkpoint(folder: Path, model: LanguageModel, tokenizer: Tokenizer, extra: dict) -> None:

@@ -4,12 +4,13 @@ import json
 import os
 import pickle
 import shutil
+import struct
 
 import pytest
 import torch
 
 from chatbot.chat import ChatSession
-from chatbot.checkpoint import load_checkpoint, save_checkpoint
+from chatbot.checkpoint import load_checkpoint, load_tensors, save_checkpoint, tensor_bytes
 from chatbot.errors import ChatbotError
 from chatbot.sampling import SamplingConfig
 
@@ -136,3 +137,32 @@ def test_a_pickle_is_refused_without_running_it(folder, tmp_path, writer):
     with pytest.raises(ChatbotError, match="never unpickles"):
         load_checkpoint(folder)  # hidden inside a checkpoint folder
     assert not marker.exists()
+
+
+def _weights_with_header_length(weights: dict, target: int) -> bytes:
+    """The same tensors as safetensors bytes whose JSON header is exactly `target` bytes."""
+    for pad in range(0, 2000):
+        raw = tensor_bytes(weights, {"format": "lstm-chat/1", "pad": "x" * pad})
+        if struct.unpack("<Q", raw[:8])[0] == target:
+            return raw
+    raise AssertionError(f"no padding gives a {target}-byte header")
+
+
+HEADER_LENGTHS = [640, 648, 888, 896, 904, 1144, 1152, 1160, 1400, 1408, 1416]
+
+
+@pytest.mark.parametrize("header_len", HEADER_LENGTHS)
+def test_valid_tensors_load_whatever_their_header_length(tmp_path, header_len):
+    # 0x80 0x02..0x05 as the first two bytes (header lengths 640, 896, 1152, 1408) are also
+    # a pickle's opening bytes: the file must be recognised by its structure, not by them.
+    path = tmp_path / "w.safetensors"
+    path.write_bytes(_weights_with_header_length({"w": torch.arange(6.0).reshape(2, 3)}, header_len))
+    tensors, metadata = load_tensors(path)
+    assert torch.equal(tensors["w"], torch.arange(6.0).reshape(2, 3)) and metadata["format"]
+
+
+@pytest.mark.parametrize("header_len", [896, 1152, 1408])
+def test_a_checkpoint_loads_whatever_its_header_length(folder, header_len):
+    weights, _ = load_tensors(folder / "model.safetensors")
+    (folder / "model.safetensors").write_bytes(_weights_with_header_length(weights, header_len))
+    assert load_checkpoint(folder).model is not None
