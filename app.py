@@ -8,7 +8,7 @@ a new model on your own text in the background).
 import streamlit as st
 
 from app_pages.resources import keep_conversation_in_url, models_dir
-from chatbot.sampling import SamplingConfig
+from chatbot.chat.sampling import SamplingConfig
 
 st.set_page_config(page_title="lstm-chat", page_icon=":material/memory:")
 

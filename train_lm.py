@@ -1,5 +1,5 @@
 """Train a stacked LSTM (or GRU / RNN) language model on a corpus: the command-line face of
-chatbot.training.train(). Run `python train_lm.py --help` for every option."""
+chatbot.train.loop.train(). Run `python train_lm.py --help` for every option."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ import signal
 import sys
 
 from chatbot.errors import ChatbotError
-from chatbot.model import CELLS
-from chatbot.presets import PRESETS
-from chatbot.tokenizers import KINDS
-from chatbot.training import PRECISIONS, TrainConfig, train
+from chatbot.lm.model import CELLS
+from chatbot.train.presets import PRESETS
+from chatbot.text.tokenizers import KINDS
+from chatbot.train.device import PRECISIONS
+from chatbot.train.loop import TrainConfig, train
 
 MODEL_FLAGS = {"cell": "cell", "layers": "num_layers", "hidden_size": "hidden_size",
                "embed_size": "embed_size", "dropout": "dropout"}

@@ -13,16 +13,16 @@ import time
 import streamlit as st
 
 from app_pages.resources import conversation_store, keep_conversation_in_url, models_dir, open_model
-from chatbot.catalog import list_checkpoints
-from chatbot.chat import MAX_MESSAGE_CHARS, ChatSession
-from chatbot.conversations import (ConversationConflict, StoredConversation, new_conversation_id,
+from app_pages.catalog import list_checkpoints
+from chatbot.chat.session import MAX_MESSAGE_CHARS, ChatSession
+from chatbot.chat.conversations import (ConversationConflict, StoredConversation, new_conversation_id,
                                    restore_session)
 from chatbot.errors import ChatbotError
-from chatbot.gates import memory_kept, trace
-from chatbot.pacing import StreamStats, paced
-from chatbot.plain_text import escape_markdown, escape_stream
-from chatbot.sampling import SamplingConfig
-from chatbot.transcript import transcript_json, transcript_markdown
+from chatbot.lm.gates import memory_kept, trace
+from app_pages.pacing import StreamStats, paced
+from app_pages.plain_text import escape_markdown, escape_stream
+from chatbot.chat.sampling import SamplingConfig
+from app_pages.transcript import transcript_json, transcript_markdown
 
 state = st.session_state
 
@@ -243,7 +243,7 @@ def stream_reply(chat: ChatSession, pieces, started: float, prefix: str = "") ->
 
 
 def memory_note(chat: ChatSession, turn) -> str:
-    """How much of its state the model kept per step through this reply (see chatbot/gates.py)."""
+    """How much of its state the model kept per step through this reply (see chatbot/lm/gates.py)."""
     if not turn.reply.ids:
         return ""
     kept = memory_kept(trace(chat.model, turn.reply.ids, turn.state_before_reply.to_model()))

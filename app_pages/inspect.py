@@ -13,9 +13,9 @@ import pandas as pd
 import streamlit as st
 
 from app_pages.resources import loaded_model, models_dir, open_model
-from chatbot.catalog import list_checkpoints
-from chatbot.gates import Trace, memory_kept, trace
-from chatbot.plain_text import escape_markdown
+from app_pages.catalog import list_checkpoints
+from chatbot.lm.gates import Trace, memory_kept, trace
+from app_pages.plain_text import escape_markdown
 
 MAX_TOKENS = 2000
 MAX_COLUMNS = 400  # heatmap columns; longer texts are averaged into this many bins

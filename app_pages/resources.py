@@ -7,13 +7,13 @@ from pathlib import Path
 
 import streamlit as st
 
-from chatbot.catalog import CheckpointInfo
-from chatbot.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_checkpoint
-from chatbot.conversations import DATABASE_FILE, ConversationStore
+from app_pages.catalog import CheckpointInfo
+from chatbot.lm.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_checkpoint
+from chatbot.chat.conversations import DATABASE_FILE, ConversationStore
 from chatbot.errors import ChatbotError
-from chatbot.plain_text import escape_markdown
-from chatbot.stepper import Stepper
-from chatbot.train_job import JobSlot
+from app_pages.plain_text import escape_markdown
+from chatbot.lm.stepper import Stepper
+from app_pages.train_job import JobSlot
 
 ROOT = Path(__file__).resolve().parent.parent
 

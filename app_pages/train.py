@@ -14,13 +14,13 @@ import pandas as pd
 import streamlit as st
 
 from app_pages.resources import MAX_UPLOAD_MB, corpora_dir, data_dir, job_slot, models_dir
-from chatbot.corpus import CORPUS_SUFFIXES, load_corpus
-from chatbot.uploads import save_upload
+from chatbot.text.corpus import CORPUS_SUFFIXES, load_corpus
+from app_pages.uploads import save_upload
 from chatbot.errors import ChatbotError
-from chatbot.plain_text import escape_markdown
-from chatbot.presets import PRESETS, epoch_seconds, seconds_per_step
-from chatbot.tokenizers import CharTokenizer
-from chatbot.train_job import JobRequest, JobSnapshot
+from app_pages.plain_text import escape_markdown
+from chatbot.train.presets import PRESETS, epoch_seconds, seconds_per_step
+from chatbot.text.tokenizers import CharTokenizer
+from app_pages.train_job import JobRequest, JobSnapshot
 
 NAME_RULE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
 

@@ -25,11 +25,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.constant_turns import user_messages  # noqa: E402
-from chatbot.chat import ChatSession  # noqa: E402
-from chatbot.checkpoint import load_checkpoint  # noqa: E402
-from chatbot.conversations import ConversationStore  # noqa: E402
-from chatbot.sampling import SamplingConfig  # noqa: E402
-from chatbot.stepper import Stepper  # noqa: E402
+from chatbot.chat.session import ChatSession  # noqa: E402
+from chatbot.lm.checkpoint import load_checkpoint  # noqa: E402
+from chatbot.chat.conversations import ConversationStore  # noqa: E402
+from chatbot.chat.sampling import SamplingConfig  # noqa: E402
+from chatbot.lm.stepper import Stepper  # noqa: E402
 
 
 def person(ckpt, stepper, store, n: int, messages: list[str], max_tokens: int, start: threading.Barrier,

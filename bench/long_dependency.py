@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from chatbot.model import LanguageModel, ModelConfig  # noqa: E402
+from chatbot.lm.model import LanguageModel, ModelConfig  # noqa: E402
 
 SYMBOLS, DISTRACTORS = 4, 8
 QUERY = SYMBOLS + DISTRACTORS

@@ -24,7 +24,7 @@ import torch
 from measure import ROOT, run_train_lm
 
 sys.path.insert(0, str(ROOT))
-from chatbot.presets import PRESETS  # noqa: E402
+from chatbot.train.presets import PRESETS  # noqa: E402
 
 
 def matmul_rate(dtype: torch.dtype, sizes=(1024, 2048, 3072), repeats: int = 7) -> dict[str, float]:

@@ -3,11 +3,11 @@
 The recurrent state is the conversation's memory: each turn feeds only the new message.
 """
 
-from .chat import ChatSession
-from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from .chat.sampling import SamplingConfig
+from .chat.session import ChatSession
 from .errors import ChatbotError
-from .model import LanguageModel, ModelConfig
-from .sampling import SamplingConfig
+from .lm.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from .lm.model import LanguageModel, ModelConfig
 
 __all__ = ["ChatSession", "Checkpoint", "ChatbotError", "LanguageModel", "ModelConfig",
            "SamplingConfig", "load_checkpoint", "save_checkpoint"]

@@ -1,7 +1,7 @@
 """Terminal front end: `python -m chatbot chat --model DIR` and `python -m chatbot generate`.
 
 Replies stream token by token; the conversation's memory is the model's recurrent state,
-carried from turn to turn (see chatbot/chat.py).
+carried from turn to turn (see chatbot/chat/session.py).
 """
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .chat import ChatSession
-from .checkpoint import load_checkpoint
+from .chat.sampling import SamplingConfig
+from .chat.session import ChatSession
 from .errors import ChatbotError
-from .sampling import SamplingConfig
+from .lm.checkpoint import load_checkpoint
 
 CHAT_HELP = """commands: /reset (fresh memory)  /regen (new version of the last reply)
           /temp X (set temperature)  /help  /quit   (Ctrl-C stops a reply, Ctrl-D quits)"""

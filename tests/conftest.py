@@ -44,7 +44,7 @@ def chat_corpus(tmp_path_factory) -> Path:
 def tiny_checkpoint(tmp_path_factory, chat_corpus) -> Path:
     """A 2-layer LSTM trained for a few seconds on the chat corpus by the real trainer
     (it learns the six conversations well: validation is about 0.2 nats/char)."""
-    from chatbot.training import TrainConfig, train
+    from chatbot.train.loop import TrainConfig, train
 
     out = tmp_path_factory.mktemp("ckpt") / "tiny"
     train(chat_corpus, out, "char", model_settings={"hidden_size": 96, "num_layers": 2},

@@ -7,7 +7,7 @@ import time
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from chatbot.plain_text import escape_markdown
+from app_pages.plain_text import escape_markdown
 from conftest import CONVERSATIONS, ROOT, write_chat_corpus
 
 MARKUP = "Literal $x$ and **b** and <b>bold</b> # end"
@@ -113,7 +113,7 @@ def test_transcript_downloads_are_built_from_the_session(app_env):
     say(at, "hello")
     labels = [d.label for d in at.sidebar.get("download_button")]
     assert labels == ["Markdown", "JSON"]
-    from chatbot.transcript import transcript_json, transcript_markdown
+    from app_pages.transcript import transcript_json, transcript_markdown
     chat = at.session_state.chat
     data = json.loads(transcript_json(chat, "tiny"))
     assert data["messages"] == [{"role": "user", "content": "hello"},
@@ -232,7 +232,7 @@ def test_inspect_page_shows_the_last_reply_and_typed_text(app_env):
 
 @pytest.mark.parametrize("cell, charts", [("gru", 4), ("rnn", 2)])
 def test_inspect_page_for_gru_and_rnn_models(app_env, chat_corpus, cell, charts):
-    from chatbot.training import TrainConfig, train
+    from chatbot.train.loop import TrainConfig, train
     train(chat_corpus, app_env / f"a-{cell}", "char", None, {"cell": cell, "hidden_size": 32},
           TrainConfig(max_steps=20, seq_len=16, batch_size=4, eval_every=20))
     at = start(temperature=0.0)

@@ -9,8 +9,8 @@ import safetensors.torch
 import torch
 from streamlit.testing.v1 import AppTest
 
-from chatbot.checkpoint import WEIGHTS_FILE, load_tensors, save_tensors
-from chatbot.plain_text import escape_markdown
+from chatbot.lm.checkpoint import WEIGHTS_FILE, load_tensors, save_tensors
+from app_pages.plain_text import escape_markdown
 from conftest import ROOT
 
 MESSAGES = ["hello", "my name is Mina", "what is my name?"]

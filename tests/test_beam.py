@@ -6,12 +6,12 @@ from collections import Counter
 import pytest
 import torch
 
-from chatbot.beam import beam_reply, score_reply
-from chatbot.chat import ChatSession
-from chatbot.checkpoint import load_checkpoint
+from chatbot.chat.beam import beam_reply, score_reply
+from chatbot.chat.session import ChatSession
+from chatbot.lm.checkpoint import load_checkpoint
 from chatbot.errors import ChatbotError
-from chatbot.sampling import Reply, SamplingConfig, choose_token, stream_reply, typical_filter
-from chatbot.training import TrainConfig, train
+from chatbot.chat.sampling import Reply, SamplingConfig, choose_token, stream_reply, typical_filter
+from chatbot.train.loop import TrainConfig, train
 from conftest import ROOT
 
 PROMPTS = ["hello", "what is an lstm?", "my name is Mina", "오늘 날씨 어때요?", "what does the forget gate do?",

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from chatbot.chat import ChatSession, reply_seed
-from chatbot.checkpoint import load_checkpoint
-from chatbot.sampling import SamplingConfig
-from chatbot.training import TrainConfig, train
+from chatbot.chat.session import ChatSession, reply_seed
+from chatbot.lm.checkpoint import load_checkpoint
+from chatbot.chat.sampling import SamplingConfig
+from chatbot.train.loop import TrainConfig, train
 from browser_harness import CHROMIUM, Chat, app_server, browser_page
 from conftest import ROOT
 

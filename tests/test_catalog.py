@@ -4,8 +4,8 @@ import shutil
 
 import pytest
 
-from chatbot.catalog import list_checkpoints
-from chatbot.model import LanguageModel, ModelConfig
+from app_pages.catalog import list_checkpoints
+from chatbot.lm.model import LanguageModel, ModelConfig
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])

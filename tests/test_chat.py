@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from chatbot.chat import MAX_MESSAGE_CHARS, ChatSession, reply_seed
-from chatbot.checkpoint import load_checkpoint
+from chatbot.chat.session import MAX_MESSAGE_CHARS, ChatSession, reply_seed
+from chatbot.lm.checkpoint import load_checkpoint
 from chatbot.errors import ChatbotError
-from chatbot.sampling import Reply, SamplingConfig, stream_reply
-from chatbot.stepper import RecurrentState
+from chatbot.chat.sampling import Reply, SamplingConfig, stream_reply
+from chatbot.lm.stepper import RecurrentState
 
 MESSAGES = ["hello", "what is an lstm?", "안녕하세요", "my name is Mina", "what is my name?"]
 

@@ -9,10 +9,10 @@ import struct
 import pytest
 import torch
 
-from chatbot.chat import ChatSession
-from chatbot.checkpoint import load_checkpoint, load_tensors, save_checkpoint, tensor_bytes
+from chatbot.chat.session import ChatSession
+from chatbot.lm.checkpoint import load_checkpoint, load_tensors, save_checkpoint, tensor_bytes
 from chatbot.errors import ChatbotError
-from chatbot.sampling import SamplingConfig
+from chatbot.chat.sampling import SamplingConfig
 
 REQUIRED_METRICS = {"val_nats_per_char", "val_bits_per_char", "steps", "tokens_seen", "train_seconds"}
 

@@ -6,11 +6,11 @@ import threading
 
 import pytest
 
-from chatbot.chat import ChatSession
-from chatbot.checkpoint import load_checkpoint
-from chatbot.conversations import ConversationStore, restore_session
-from chatbot.sampling import SamplingConfig
-from chatbot.stepper import Stepper
+from chatbot.chat.session import ChatSession
+from chatbot.lm.checkpoint import load_checkpoint
+from chatbot.chat.conversations import ConversationStore, restore_session
+from chatbot.chat.sampling import SamplingConfig
+from chatbot.lm.stepper import Stepper
 
 SESSIONS = 20
 TIME_LIMIT_S = 300  # a generous bound: a deadlock fails the test instead of hanging CI

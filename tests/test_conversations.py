@@ -7,13 +7,13 @@ import sqlite3
 import pytest
 import torch
 
-from chatbot.chat import ChatSession
-from chatbot.checkpoint import load_checkpoint
-from chatbot.conversations import (ConversationConflict, ConversationStore, default_title,
+from chatbot.chat.session import ChatSession
+from chatbot.lm.checkpoint import load_checkpoint
+from chatbot.chat.conversations import (ConversationConflict, ConversationStore, default_title,
                                    restore_session)
 from chatbot.errors import ChatbotError
-from chatbot.model import LanguageModel, ModelConfig
-from chatbot.sampling import SamplingConfig
+from chatbot.lm.model import LanguageModel, ModelConfig
+from chatbot.chat.sampling import SamplingConfig
 
 MESSAGES = ["hello", "what is an lstm?", "my name is Mina", "what is my name?"]
 

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from chatbot.corpus import load_corpus
+from chatbot.text.corpus import load_corpus
 from chatbot.errors import ChatbotError
-from chatbot.tokenizers import train_tokenizer
+from chatbot.text.tokenizers import train_tokenizer
 
 
 def chat_line(*turns):
@@ -104,10 +104,10 @@ def test_missing_paths_and_folders_without_text(tmp_path):
 @pytest.fixture
 def small_blocks(monkeypatch):
     """Read files 64 bytes at a time, so every test below crosses many block boundaries."""
-    import chatbot.corpus
+    import chatbot.text.corpus
 
-    monkeypatch.setattr(chatbot.corpus, "CHUNK_BYTES", 64)
-    return chatbot.corpus
+    monkeypatch.setattr(chatbot.text.corpus, "CHUNK_BYTES", 64)
+    return chatbot.text.corpus
 
 
 @pytest.mark.parametrize("bad, message", [(b"\x00", "NUL byte at byte offset 1000"),
@@ -161,12 +161,12 @@ def test_reading_a_corpus_holds_a_block_not_the_file(tmp_path, monkeypatch):
     an 8 MB corpus is checked and tokenized into the cache stay near one block."""
     import tracemalloc
 
-    import chatbot.corpus
-    import chatbot.token_cache
-    from chatbot.token_cache import build_token_cache
+    import chatbot.text.corpus
+    import chatbot.text.token_cache
+    from chatbot.text.token_cache import build_token_cache
 
-    monkeypatch.setattr(chatbot.corpus, "CHUNK_BYTES", 1 << 16)
-    monkeypatch.setattr(chatbot.token_cache, "CHUNK_TOKENS", 1 << 14)
+    monkeypatch.setattr(chatbot.text.corpus, "CHUNK_BYTES", 1 << 16)
+    monkeypatch.setattr(chatbot.text.token_cache, "CHUNK_TOKENS", 1 << 14)
     with open(tmp_path / "big.txt", "w", encoding="utf-8") as f:
         for i in range(8 * 2**20 // 64):
             f.write(f"{i:08d} the cell state carries memory across steps, 망각 게이트\n"[:63] + "\n")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from chatbot.data import Streams
+from chatbot.train.data import Streams
 
 
 def layout(streams, epoch):
@@ -55,9 +55,9 @@ def test_documents_too_long_to_shuffle_fall_back_to_fixed_streams():
 
 
 def test_validation_scores_every_token_once_and_starts_pieces_at_documents():
-    from chatbot.data import Split, cut_points, evaluate
-    from chatbot.model import LanguageModel, ModelConfig
-    from chatbot.tokenizers import CharTokenizer
+    from chatbot.train.data import Split, cut_points, evaluate
+    from chatbot.lm.model import LanguageModel, ModelConfig
+    from chatbot.text.tokenizers import CharTokenizer
 
     assert cut_points(100, 4, [10, 30, 52, 90]) == [0, 30, 52, 90]
     assert cut_points(100, 4, []) == [0, 25, 50, 75]

@@ -5,10 +5,10 @@ import shlex
 
 import pytest
 
-from chatbot.chat import ChatSession
-from chatbot.checkpoint import load_checkpoint
-from chatbot.corpus import load_corpus
-from chatbot.sampling import SamplingConfig
+from chatbot.chat.session import ChatSession
+from chatbot.lm.checkpoint import load_checkpoint
+from chatbot.text.corpus import load_corpus
+from chatbot.chat.sampling import SamplingConfig
 from conftest import ROOT
 
 DEFAULT = ROOT / "models" / "default"

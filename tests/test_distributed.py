@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from chatbot.chat import ChatSession
-from chatbot.checkpoint import load_checkpoint
-from chatbot.sampling import SamplingConfig
+from chatbot.chat.session import ChatSession
+from chatbot.lm.checkpoint import load_checkpoint
+from chatbot.chat.sampling import SamplingConfig
 from conftest import ROOT
 
 STEPS = 12

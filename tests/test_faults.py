@@ -12,12 +12,12 @@ import time
 
 import pytest
 
-import chatbot.run_state
-import chatbot.training
-from chatbot.checkpoint import load_checkpoint
+import chatbot.train.run_state
+import chatbot.train.loop
+from chatbot.lm.checkpoint import load_checkpoint
 from chatbot.errors import ChatbotError
-from chatbot.run_state import LATEST, RESUME_DIR
-from chatbot.training import TrainConfig, train
+from chatbot.train.run_state import LATEST, RESUME_DIR
+from chatbot.train.loop import TrainConfig, train
 from conftest import ROOT, run_cli, write_chat_corpus
 from test_training import SMALL, log_records
 
@@ -78,7 +78,7 @@ def test_sigkill_at_many_moments_then_resume_reproduces_the_uninterrupted_run(tm
 
 
 def test_a_failed_write_stops_the_run_and_keeps_the_previous_resume_point(chat_corpus, tmp_path, monkeypatch):
-    real = chatbot.run_state.save_tensors
+    real = chatbot.train.run_state.save_tensors
     calls = []
 
     def disk_fills_up(path, tensors, metadata=None):
@@ -87,7 +87,7 @@ def test_a_failed_write_stops_the_run_and_keeps_the_previous_resume_point(chat_c
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real(path, tensors, metadata)
 
-    monkeypatch.setattr(chatbot.run_state, "save_tensors", disk_fills_up)
+    monkeypatch.setattr(chatbot.train.run_state, "save_tensors", disk_fills_up)
     cfg = TrainConfig(max_steps=40, seq_len=16, batch_size=4, eval_every=20, checkpoint_every=5, warmup_steps=5)
     with pytest.raises(ChatbotError, match="could not write the resume point .*No space left on device"
                                            ".*previous one is kept.*--resume"):
@@ -104,7 +104,7 @@ def test_too_little_disk_space_is_refused_before_training(chat_corpus, tmp_path,
     class Usage:
         total, used, free = 10**9, 10**9 - 50_000, 50_000
 
-    monkeypatch.setattr(chatbot.training.shutil, "disk_usage", lambda path: Usage)
+    monkeypatch.setattr(chatbot.train.loop.shutil, "disk_usage", lambda path: Usage)
     with pytest.raises(ChatbotError, match=r"only 0\.1 MB free .* need about .* MB"):
         train(chat_corpus, tmp_path / "small-disk", "char", None, {"hidden_size": 32},
               TrainConfig(max_steps=5, seq_len=16, batch_size=4))
@@ -117,7 +117,7 @@ def test_a_token_cache_that_would_not_fit_is_refused_before_it_is_written(tmp_pa
     class Usage:  # room for this model's checkpoints, not for 3M uint16 ids
         total, used, free = 10**9, 10**9 - 4_000_000, 4_000_000
 
-    monkeypatch.setattr(chatbot.training.shutil, "disk_usage", lambda path: Usage)
+    monkeypatch.setattr(chatbot.train.loop.shutil, "disk_usage", lambda path: Usage)
     with pytest.raises(ChatbotError, match=r"only 4\.0 MB free .* need about 0\.\d MB and its token "
                                            r"cache 6\.0 MB\. Free some space"):
         train(tmp_path / "big.txt", tmp_path / "out", "char", None, {"hidden_size": 32, "num_layers": 1},

@@ -4,11 +4,11 @@ trained checkpoints of each cell type."""
 import pytest
 import torch
 
-from chatbot.chat import ChatSession
-from chatbot.checkpoint import load_checkpoint
-from chatbot.gates import memory_kept, trace
-from chatbot.sampling import SamplingConfig
-from chatbot.training import TrainConfig, train
+from chatbot.chat.session import ChatSession
+from chatbot.lm.checkpoint import load_checkpoint
+from chatbot.lm.gates import memory_kept, trace
+from chatbot.chat.sampling import SamplingConfig
+from chatbot.train.loop import TrainConfig, train
 
 CELLS = ["lstm", "gru", "rnn"]
 

@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from chatbot.checkpoint import load_checkpoint
+from chatbot.lm.checkpoint import load_checkpoint
 from chatbot.errors import ChatbotError
-from chatbot.model import LanguageModel, ModelConfig
-from chatbot.stepper import RecurrentState, Stepper
+from chatbot.lm.model import LanguageModel, ModelConfig
+from chatbot.lm.stepper import RecurrentState, Stepper
 
 
 def step_through(model, ids):

@@ -3,8 +3,8 @@
 import itertools
 import string
 
-from chatbot.pacing import StreamStats, paced
-from chatbot.plain_text import NBSP, escape_markdown, escape_stream
+from app_pages.pacing import StreamStats, paced
+from app_pages.plain_text import NBSP, escape_markdown, escape_stream
 
 HOSTILE = "Literal $x$ and **b** and <b>bold</b>\n# not a heading\n    not code\n:red[no colour] [link](x) `tick` 1. item"
 

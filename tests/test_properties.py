@@ -8,12 +8,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chatbot.chat import MAX_MESSAGE_CHARS, ChatSession
-from chatbot.checkpoint import load_checkpoint
+from chatbot.chat.session import MAX_MESSAGE_CHARS, ChatSession
+from chatbot.lm.checkpoint import load_checkpoint
 from chatbot.errors import ChatbotError
-from chatbot.sampling import SamplingConfig
-from chatbot.tokenizers import normalize, train_tokenizer
-from chatbot.uploads import save_upload
+from chatbot.chat.sampling import SamplingConfig
+from chatbot.text.tokenizers import normalize, train_tokenizer
+from app_pages.uploads import save_upload
 
 TRAINING_TEXT = ["Hello there, how are you?", "The cell state keeps memory.", "안녕하세요! 반가워요.",
                  "Numbers 0123456789 and (brackets) [here]."] * 20

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from chatbot.errors import ChatbotError
-from chatbot.sampling import SamplingConfig, choose_token
+from chatbot.chat.sampling import SamplingConfig, choose_token
 
 LOGITS = torch.tensor([2.0, 1.0, 0.5, 0.0, -1.0, 3.0])
 

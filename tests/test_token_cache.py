@@ -7,10 +7,10 @@ import unicodedata
 import numpy as np
 import pytest
 
-from chatbot.corpus import load_corpus
+from chatbot.text.corpus import load_corpus
 from chatbot.errors import ChatbotError
-from chatbot.token_cache import CACHE_DIR, build_token_cache, open_token_cache
-from chatbot.tokenizers import CharTokenizer, train_tokenizer
+from chatbot.text.token_cache import CACHE_DIR, build_token_cache, open_token_cache
+from chatbot.text.tokenizers import CharTokenizer, train_tokenizer
 from conftest import run_cli
 
 
@@ -77,9 +77,9 @@ def test_resume_reuses_the_cache_and_a_new_run_builds_it(chat_corpus, tmp_path):
 def test_a_file_read_in_small_pieces_gives_exactly_the_ids_of_the_whole_text(tmp_path, monkeypatch, kind, vocab):
     """Pieces are cut after newlines in the bytes, so a block boundary inside a multi-byte
     character, a CRLF or a decomposed accent (NFC) changes nothing."""
-    import chatbot.corpus
+    import chatbot.text.corpus
 
-    monkeypatch.setattr(chatbot.corpus, "CHUNK_BYTES", 37)  # many blocks, cut anywhere
+    monkeypatch.setattr(chatbot.text.corpus, "CHUNK_BYTES", 37)  # many blocks, cut anywhere
     line = "Hello world,\r\n the cell state. 안녕하세요 ▁x cafe\u0301 e\u0301\u0301\r\n"
     raw = ("\ufeff" + line * 40 + "no newline at the end").encode()
     (tmp_path / "t.txt").write_bytes(raw)
@@ -93,10 +93,10 @@ def test_a_file_read_in_small_pieces_gives_exactly_the_ids_of_the_whole_text(tmp
 
 
 def test_sentencepiece_learns_from_a_sample_and_still_encodes_what_the_sample_missed(tmp_path, monkeypatch):
-    import chatbot.training
-    from chatbot.training import tokenizer_texts
+    import chatbot.train.loop
+    from chatbot.train.loop import tokenizer_texts
 
-    monkeypatch.setattr(chatbot.training, "SENTENCEPIECE_SAMPLE_CHARS", 5_000)
+    monkeypatch.setattr(chatbot.train.loop, "SENTENCEPIECE_SAMPLE_CHARS", 5_000)
     lines = [f"sentence {i} about the cell state and the forget gate" for i in range(2_000)]
     lines[1_234] += " ☃ 雪"  # characters on one line only: most likely not in the sample
     (tmp_path / "big.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")

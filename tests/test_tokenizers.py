@@ -5,7 +5,7 @@ import unicodedata
 import pytest
 
 from chatbot.errors import ChatbotError
-from chatbot.tokenizers import (END, CharTokenizer, SentencePieceTokenizer, load_tokenizer,
+from chatbot.text.tokenizers import (END, CharTokenizer, SentencePieceTokenizer, load_tokenizer,
                                 train_tokenizer)
 
 SAMPLES = ["Hello world!", "안녕하세요 반가워요", "pizza 🍕 tea 🍵", "  two  spaces\tand tab\n"]

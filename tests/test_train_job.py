@@ -4,11 +4,11 @@ import time
 
 import pytest
 
-from chatbot.catalog import list_checkpoints
-from chatbot.checkpoint import load_checkpoint
+from app_pages.catalog import list_checkpoints
+from chatbot.lm.checkpoint import load_checkpoint
 from chatbot.errors import ChatbotError
-from chatbot.presets import PRESETS, epoch_seconds, seconds_per_step
-from chatbot.train_job import JobRequest, JobSlot
+from chatbot.train.presets import PRESETS, epoch_seconds, seconds_per_step
+from app_pages.train_job import JobRequest, JobSlot
 
 
 def request(corpus, out, budget, **kw):

@@ -12,10 +12,11 @@ from dataclasses import replace
 import pytest
 import torch
 
-from chatbot.checkpoint import load_checkpoint
+from chatbot.lm.checkpoint import load_checkpoint
 from chatbot.errors import ChatbotError
-from chatbot.presets import PRESETS
-from chatbot.training import TrainConfig, learning_rate, native_bf16, resolve_precision, train
+from chatbot.train.presets import PRESETS
+from chatbot.train.device import native_bf16, resolve_precision
+from chatbot.train.loop import TrainConfig, learning_rate, train
 from conftest import ROOT, run_cli, write_chat_corpus
 
 SMALL = ["--tokenizer", "char", "--hidden-size", "32", "--seq-len", "16", "--batch-size", "4",
@@ -133,7 +134,7 @@ def test_bf16_training_learns_and_saves_fp32_weights(chat_corpus, tmp_path):
 
 def test_bf16_that_fails_here_falls_back_under_auto_and_is_refused_when_asked(chat_corpus, tmp_path, monkeypatch):
     """As an older cuDNN does for its RNN kernels: the LSTM refuses bfloat16 under autocast."""
-    import chatbot.training
+    import chatbot.train.device
 
     real_forward = torch.nn.LSTM.forward
 
@@ -143,7 +144,7 @@ def test_bf16_that_fails_here_falls_back_under_auto_and_is_refused_when_asked(ch
         return real_forward(self, *args, **kwargs)
 
     monkeypatch.setattr(torch.nn.LSTM, "forward", no_bf16)
-    monkeypatch.setattr(chatbot.training, "native_bf16", lambda device: True)
+    monkeypatch.setattr(chatbot.train.device, "native_bf16", lambda device: True)
     cfg = TrainConfig(max_steps=3, seq_len=16, batch_size=4, eval_every=3)
     with pytest.raises(ChatbotError, match=r"--precision bf16 does not work for this model on cpu "
                                            r"\(\"_thnn_fused_lstm_cell\" not implemented for 'BFloat16'\); "

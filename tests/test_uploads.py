@@ -3,7 +3,7 @@ reading it, so a second save must leave the file alone."""
 
 import os
 
-from chatbot.uploads import save_upload
+from app_pages.uploads import save_upload
 
 
 def test_saving_the_same_upload_again_leaves_the_file_alone(tmp_path):

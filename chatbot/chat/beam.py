@@ -23,10 +23,10 @@ from typing import Iterator
 
 import torch
 
-from .model import LanguageModel
+from ..lm.model import LanguageModel
+from ..lm.stepper import RecurrentState
+from ..text.tokenizers import Tokenizer
 from .sampling import Reply, SamplingConfig
-from .stepper import RecurrentState
-from .tokenizers import Tokenizer
 
 
 @dataclass

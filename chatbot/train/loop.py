@@ -19,23 +19,22 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import torch
-import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from .atomic import atomic_write
-from .checkpoint import save_checkpoint
-from .corpus import Corpus, load_corpus
+from ..atomic import atomic_write
+from ..errors import ChatbotError
+from ..lm.checkpoint import save_checkpoint
+from ..lm.model import LanguageModel, ModelConfig
+from ..text.corpus import Corpus, load_corpus
+from ..text.token_cache import build_token_cache, cache_bytes, open_token_cache, token_cache_exists
+from ..text.tokenizers import Tokenizer, load_tokenizer, train_tokenizer
 from .data import Split, Streams, evaluate, split_ids
+from .device import PRECISIONS, checked_precision, pick_device, resolve_precision, training_loss
 from .distributed import World, from_environment, leave
-from .errors import ChatbotError
-from .model import LanguageModel, ModelConfig
 from .run_state import RunState, has_run_state, load_run_state, read_run_info, save_run_state
-from .token_cache import build_token_cache, cache_bytes, open_token_cache, token_cache_exists
-from .tokenizers import Tokenizer, load_tokenizer, train_tokenizer
 
 LOG_FILE = "train_log.jsonl"
-PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass
@@ -80,78 +79,6 @@ class TrainConfig:
     def from_dict(cls, data: dict) -> "TrainConfig":
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ChatbotError("--device cuda was asked for but no CUDA GPU is available; use --device auto.")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ChatbotError("--device mps was asked for but MPS is not available; use --device auto.")
-    if name not in ("cpu", "cuda", "mps"):
-        raise ChatbotError(f"unknown --device {name!r}: choose auto, cpu, cuda or mps.")
-    return torch.device(name)
-
-
-def native_bf16(device: torch.device) -> bool:
-    """Whether bfloat16 matrix products run in hardware here (elsewhere they are emulated, slower)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":  # oneDNN's own check for AVX512-BF16 / AMX
-        check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
-        return bool(check is not None and check())
-    return False
-
-
-def resolve_precision(name: str, device: torch.device) -> str:
-    if name == "auto":
-        return "bf16" if native_bf16(device) else "fp32"
-    if name == "bf16" and device.type == "mps":
-        raise ChatbotError("--precision bf16 is not supported on MPS; use fp32.")
-    return name
-
-
-def bf16_works(model: LanguageModel, device: torch.device) -> str | None:
-    """None if a bf16 forward and backward of this model runs here, else the error's first
-    line. cuDNN's RNN kernels have taken bfloat16 only since cuDNN 9.13, so a GPU build or
-    driver may refuse it; asking costs one two-token step. In eval mode (no dropout), so no
-    random numbers are drawn, and the gradients are dropped again."""
-    was_training = model.training
-    model.eval()
-    try:
-        ids = torch.zeros(1, 2, dtype=torch.long, device=device)
-        loss, _ = training_loss(model, ids, ids, None, True)
-        loss.backward()
-        return None
-    except RuntimeError as exc:
-        return str(exc).strip().splitlines()[0][:200]
-    finally:
-        model.zero_grad(set_to_none=True)
-        model.train(was_training)
-
-
-def checked_precision(asked: str, resolved: str, model: LanguageModel, device: torch.device) -> str:
-    """`resolved`, unless it is bf16 and bf16 fails here: then fp32 for --precision auto, or
-    an error that says so for an explicit --precision bf16."""
-    if resolved != "bf16" or (problem := bf16_works(model, device)) is None:
-        return resolved
-    if asked == "auto":
-        return "fp32"
-    raise ChatbotError(f"--precision bf16 does not work for this model on {device} ({problem}); "
-                       f"use --precision fp32 (or auto, which picks bf16 only where it works).")
-
-
-def training_loss(model: LanguageModel, x: torch.Tensor, y: torch.Tensor, state, bf16: bool):
-    """One forward at the run's precision (bf16 matmuls under autocast when asked); the loss
-    itself is taken in fp32. Returns (loss, state after the window)."""
-    with torch.autocast(x.device.type, torch.bfloat16, enabled=bf16):
-        logits, state = model(x, state)
-    return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten()), state
 
 
 def learning_rate(cfg: TrainConfig, step: int, progress: float) -> float:
@@ -388,7 +315,7 @@ def train(corpus: str | Path | None, out: str | Path, tokenizer_kind: str = "cha
 
     On --resume the run's saved settings are used, except `resume_overrides` (max_steps,
     time_budget, device: what may change between invocations). Under torchrun every rank
-    calls this; see chatbot/distributed.py."""
+    calls this; see chatbot/train/distributed.py."""
     out = Path(out)
     info = None
     if resume:

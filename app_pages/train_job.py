@@ -13,11 +13,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .chat import ChatSession
-from .errors import ChatbotError
-from .presets import Preset
-from .sampling import SamplingConfig
-from .training import TrainConfig, Trainer, train
+from chatbot.chat.session import ChatSession
+from chatbot.errors import ChatbotError
+from chatbot.train.presets import Preset
+from chatbot.chat.sampling import SamplingConfig
+from chatbot.train.loop import TrainConfig, Trainer, train
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,8 @@ from typing import Iterable
 
 import numpy as np
 
-from .atomic import atomic_write
-from .errors import ChatbotError
+from ..atomic import atomic_write
+from ..errors import ChatbotError
 
 UNK = "<|unk|>"
 USER = "<|user|>"

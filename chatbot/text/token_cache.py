@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .atomic import atomic_write
+from ..atomic import atomic_write
+from ..errors import ChatbotError
 from .corpus import Corpus, characters, encode_piece
-from .errors import ChatbotError
 from .tokenizers import Tokenizer
 
 CACHE_DIR = "token-cache"

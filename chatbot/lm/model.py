@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, fields
 import torch
 from torch import nn
 
-from .errors import ChatbotError
+from ..errors import ChatbotError
 
 CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from .chat import ChatSession
+from chatbot.chat.session import ChatSession
 
 
 def transcript_json(chat: ChatSession, model: str) -> str:

@@ -1,7 +1,7 @@
 """Conversations on disk: SQLite (standard library, WAL mode), one row per turn.
 
 Each turn keeps its words, its token ids and the memory snapshots taken before the message
-and before the reply (chatbot/snapshots.py); the conversation keeps the memory after its
+and before the reply (snapshots.py); the conversation keeps the memory after its
 last token and the sampling generator's position. Restoring them gives back a ChatSession
 whose next reply is exactly the one it would have produced without the reload or restart.
 
@@ -23,9 +23,9 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .chat import ChatSession, Turn
-from .errors import ChatbotError
+from ..errors import ChatbotError
 from .sampling import Reply
+from .session import ChatSession, Turn
 from .snapshots import decode_memory, decode_turn, encode_memory, encode_turn
 
 DATABASE_FILE = "conversations.sqlite3"

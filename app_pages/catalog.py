@@ -6,10 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .checkpoint import CONFIG_FILE, WEIGHTS_FILE, read_config
-from .errors import ChatbotError
-from .model import ModelConfig
-from .tokenizers import tokenizer_path
+from chatbot.lm.checkpoint import CONFIG_FILE, WEIGHTS_FILE, read_config
+from chatbot.errors import ChatbotError
+from chatbot.lm.model import ModelConfig
+from chatbot.text.tokenizers import tokenizer_path
 
 
 @dataclass

@@ -21,9 +21,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import ChatbotError
-from .model import LanguageModel
-from .tokenizers import Tokenizer
+from ..errors import ChatbotError
+from ..lm.model import LanguageModel
+from ..text.tokenizers import Tokenizer
 
 
 @dataclass
@@ -65,7 +65,7 @@ class Streams:
     each epoch, drawn from (seed, epoch), and stream i starts at the first document boundary
     at or after i/batch_size of the text. Otherwise the streams are fixed slices of the text.
 
-    `ids` may be a numpy memmap of a corpus larger than memory (chatbot/token_cache.py): each
+    `ids` may be a numpy memmap of a corpus larger than memory (chatbot/text/token_cache.py): each
     step reads just its batch_size x (seq_len + 1) ids, and every RELEASE_EVERY steps the
     pages already read are handed back, so over a long run the process's resident memory does
     not grow to the size of the file. Reshuffling copies the text once per epoch, so it is

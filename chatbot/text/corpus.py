@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Union
 
-from .errors import ChatbotError
+from ..errors import ChatbotError
 from .tokenizers import Tokenizer, normalize
 
 ROLES = {"user": "user", "assistant": "bot"}
@@ -97,7 +97,7 @@ class Corpus:
 
     def encode_with_starts(self, tokenizer: Tokenizer) -> tuple[list[int], list[int]]:
         """The id stream and where each document begins (in memory: for small corpora;
-        chatbot/token_cache.py writes large ones to disk)."""
+        chatbot/text/token_cache.py writes large ones to disk)."""
         ids: list[int] = []
         starts: list[int] = []
         for first, piece in self.pieces():

@@ -11,9 +11,9 @@ import hashlib
 import re
 from pathlib import Path
 
-from .atomic import atomic_write
-from .corpus import CORPUS_SUFFIXES, load_corpus
-from .errors import ChatbotError
+from chatbot.atomic import atomic_write
+from chatbot.text.corpus import CORPUS_SUFFIXES, load_corpus
+from chatbot.errors import ChatbotError
 
 
 def save_upload(folder: Path, name: str, content: bytes, max_mb: int) -> Path:

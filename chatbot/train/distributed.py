@@ -19,7 +19,7 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
-from .errors import ChatbotError
+from ..errors import ChatbotError
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,10 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 
-from .checkpoint import tensor_bytes
-from .errors import ChatbotError
-from .model import LanguageModel
-from .stepper import RecurrentState
+from ..errors import ChatbotError
+from ..lm.checkpoint import tensor_bytes
+from ..lm.model import LanguageModel
+from ..lm.stepper import RecurrentState
 
 
 def _state_tensors(prefix: str, state: RecurrentState) -> dict[str, torch.Tensor]:

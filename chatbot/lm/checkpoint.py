@@ -18,10 +18,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from .atomic import atomic_write
-from .errors import ChatbotError
+from ..atomic import atomic_write
+from ..errors import ChatbotError
+from ..text.tokenizers import Tokenizer, load_tokenizer
 from .model import LanguageModel, ModelConfig
-from .tokenizers import Tokenizer, load_tokenizer
 
 FORMAT = "lstm-chat/1"
 CONFIG_FILE = "config.json"

@@ -12,13 +12,13 @@ from typing import Iterator
 
 import torch
 
-from .corpus import turn_ids
-from .errors import ChatbotError
-from .model import LanguageModel
+from ..errors import ChatbotError
+from ..lm.model import LanguageModel
+from ..lm.stepper import RecurrentState, Stepper
+from ..text.corpus import turn_ids
+from ..text.tokenizers import Tokenizer
 from .beam import beam_reply
 from .sampling import Reply, SamplingConfig, stream_reply
-from .stepper import RecurrentState, Stepper
-from .tokenizers import Tokenizer
 
 MAX_MESSAGE_CHARS = 4000  # longer messages are cut to this (the turn records by how much)
 

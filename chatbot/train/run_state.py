@@ -16,10 +16,10 @@ from pathlib import Path
 
 import torch
 
-from .atomic import atomic_write
-from .checkpoint import load_tensors, save_tensors
-from .errors import ChatbotError
-from .model import LanguageModel, State
+from ..atomic import atomic_write
+from ..errors import ChatbotError
+from ..lm.checkpoint import load_tensors, save_tensors
+from ..lm.model import LanguageModel, State
 
 RESUME_DIR = "resume"
 LATEST = "LATEST"

@@ -8,9 +8,9 @@ from typing import Iterator
 
 import torch
 
-from .errors import ChatbotError
-from .stepper import RecurrentState, Stepper
-from .tokenizers import Tokenizer
+from ..errors import ChatbotError
+from ..lm.stepper import RecurrentState, Stepper
+from ..text.tokenizers import Tokenizer
 
 MAX_NEW_TOKENS_LIMIT = 20_000
 MAX_BEAM_WIDTH = 16
@@ -29,7 +29,7 @@ class SamplingConfig:
     max_new_tokens: int = 300
     stop: tuple[str, ...] = ()  # stop right after any of these strings appears in the reply
     seed: int | None = None
-    beam_width: int = 1  # >1: beam search instead of sampling (see chatbot/beam.py)
+    beam_width: int = 1  # >1: beam search instead of sampling (see chatbot/chat/beam.py)
     relevance: float = 0.0  # >0: penalise replies likely without the conversation (beam search)
 
     def __post_init__(self):

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .model import LanguageModel, ModelConfig
-from .training import resolve_precision, training_loss
+from ..lm.model import LanguageModel, ModelConfig
+from .device import resolve_precision, training_loss
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ class Preset:
     dropout: float
     about: str
     embed_size: int = 0  # 0: the hidden size, tied to the head
-    precision: str = "fp32"  # auto: bf16 where the hardware has it (see training.resolve_precision)
+    precision: str = "fp32"  # auto: bf16 where the hardware has it (see device.resolve_precision)
     min_lr_ratio: float = 0.1
     eval_every: int = 100  # an evaluation of a big model costs seconds of a time budget
 

@@ -1,0 +1,3 @@
+"""Chatting: a conversation whose memory is the recurrent state (session.py), choosing tokens
+(sampling.py, beam.py), and conversations saved with their memory (conversations.py,
+snapshots.py)."""
