@@ -211,7 +211,7 @@ def show_turns(chat: ChatSession, upto: int) -> None:
             stats_caption(index)
 
 
-def stream_reply(chat: ChatSession, pieces, started: float, prefix: str = "") -> None:
+def show_streamed_reply(chat: ChatSession, pieces, started: float, prefix: str = "") -> None:
     """Stream a reply into an assistant bubble. The ChatSession records every token as it is
     sampled, so if a click or Stop interrupts this run the reply so far is already saved; the
     `finally` closes the generators at once so the state matches the text, and keeps the
@@ -246,7 +246,7 @@ def memory_note(chat: ChatSession, turn) -> str:
     """How much of its state the model kept per step through this reply (see chatbot/lm/gates.py)."""
     if not turn.reply.ids:
         return ""
-    kept = memory_kept(trace(chat.model, turn.reply.ids, turn.state_before_reply.to_model()))
+    kept = memory_kept(trace(chat.model, turn.reply.ids, turn.state_before_reply))
     return "" if kept is None else f" · memory kept per step {kept:.3f}"
 
 
@@ -304,13 +304,13 @@ try:
         pieces = chat.send(message)
         show_turns(chat, len(chat.turns) - 1)
         show_user(chat.turns[-1].user, chat.turns[-1].cut_from)
-        stream_reply(chat, pieces, started)
+        show_streamed_reply(chat, pieces, started)
     elif regenerate or extend:
         prefix = chat.turns[-1].reply.text if extend and chat.turns else ""
         pieces = chat.continue_reply() if extend else chat.regenerate()
         show_turns(chat, len(chat.turns) - 1)
         show_user(chat.turns[-1].user, chat.turns[-1].cut_from)
-        stream_reply(chat, pieces, started, prefix)
+        show_streamed_reply(chat, pieces, started, prefix)
     else:
         show_turns(chat, len(chat.turns))
         if not chat.turns and not chat.earlier:

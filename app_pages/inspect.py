@@ -15,6 +15,7 @@ import streamlit as st
 from app_pages.resources import loaded_model, models_dir, open_model
 from app_pages.catalog import list_checkpoints
 from chatbot.lm.gates import Trace, memory_kept, trace
+from chatbot.lm.state import RecurrentState
 from app_pages.plain_text import escape_markdown
 
 MAX_TOKENS = 2000
@@ -39,13 +40,12 @@ def token_labels(tokenizer, ids: list[int]) -> list[str]:
     return [marks.get(i) or tokenizer.decode([i]).replace("\n", "⏎") or "·" for i in ids]
 
 
-@st.cache_data(max_entries=8, show_spinner="Running the explicit cells over the text…")
-def traced(folder: str, mtime: float, ids: tuple[int, ...], start: tuple | None) -> dict:
-    """Gate values as numpy arrays (cacheable), for a model folder and token ids."""
+@st.cache_data(max_entries=8, show_spinner="Running the explicit cells over the text…",
+               hash_funcs={RecurrentState: lambda s: [t.cpu().numpy() for t in s.tensors()]})
+def traced(folder: str, mtime: float, ids: tuple[int, ...], start: RecurrentState | None) -> dict:
+    """Gate values as numpy arrays (cacheable), for a model folder, token ids and a start state."""
     ckpt, _ = loaded_model(folder, mtime)
-    import torch
-    start_state = tuple(torch.tensor(s) for s in start) if start is not None else None
-    tr: Trace = trace(ckpt.model, list(ids), start_state)
+    tr: Trace = trace(ckpt.model, list(ids), start)
     layers = [{"hidden": layer.h.numpy(), **{k: v.numpy() for k, v in layer.gates.items()}}
               for layer in tr.layers]
     return {"cell": tr.cell, "layers": layers, "kept": memory_kept(tr)}
@@ -114,7 +114,7 @@ if source == "The last reply":
         st.stop()
     turn = chat.turns[-1]
     ids = turn.prompt_ids + turn.reply.ids
-    start = tuple(t.numpy() for t in turn.state_before_user.to_model())
+    start = turn.state_before_user
     st.caption("Your last message and the bot's reply, from the state the conversation had before it.")
 else:
     text = st.text_area("Text", "The forget gate decides what the cell state keeps. \"Quotes\" open and close.",

@@ -28,7 +28,7 @@ from chatbot.chat.session import ChatSession  # noqa: E402
 from chatbot.lm.checkpoint import load_checkpoint  # noqa: E402
 from chatbot.text.corpus import load_corpus, turn_ids  # noqa: E402
 from chatbot.chat.sampling import SamplingConfig, choose_token  # noqa: E402
-from chatbot.lm.stepper import RecurrentState  # noqa: E402
+from chatbot.lm.state import RecurrentState  # noqa: E402
 
 
 def user_messages(corpus: Path, limit: int) -> list[str]:
@@ -50,13 +50,13 @@ def timed_turn(session: ChatSession, state: RecurrentState, ids: list[int], repl
     """Seconds to feed `ids` on top of `state` and sample `reply_tokens` tokens after them."""
     cfg = session.sampling
     start = time.perf_counter()
-    logits, after = session.model(torch.tensor([ids]), state.to_model())
-    state, logits = RecurrentState.from_model(after), logits[0, -1]
+    logits, state = session.model(torch.tensor([ids]), state)
+    logits = logits[0, -1]
     previous: list[int] = []
     for _ in range(reply_tokens):
         token = choose_token(logits, cfg, previous, generator)
         previous.append(token)
-        logits = session.stepper.step(token, state)
+        logits, state = session.stepper.step(token, state)
     return time.perf_counter() - start
 
 
@@ -94,7 +94,7 @@ def main(argv=None) -> int:
                 generator.manual_seed(r)
                 carried.append(timed_turn(session, session.state, ids, args.reply_tokens, generator))
                 generator.manual_seed(r)
-                zero = RecurrentState.from_model(ckpt.model.initial_state(1))
+                zero = ckpt.model.initial_state(1)
                 fresh.append(timed_turn(session, zero, history + ids, args.reply_tokens, generator))
             rows.append((turn, len(history), statistics.median(carried), statistics.median(fresh)))
         for _ in session.send(message):

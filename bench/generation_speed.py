@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from chatbot.lm.model import LanguageModel, ModelConfig  # noqa: E402
 from chatbot.train.presets import PRESETS  # noqa: E402
-from chatbot.lm.stepper import RecurrentState, Stepper  # noqa: E402
+from chatbot.lm.stepper import Stepper  # noqa: E402
 
 
 def memory_bandwidth(megabytes: int = 256, repeats: int = 5) -> float:
@@ -46,8 +46,12 @@ def tokens_per_second(step, tokens: int) -> float:
 def measure(model: LanguageModel, tokens: int, repeats: int) -> tuple[float, float, float]:
     vocab = model.config.vocab_size
     stepper = Stepper(model)
-    state = RecurrentState.from_model(model.initial_state(1))
-    fast = lambda t: stepper.step(4 + t % (vocab - 4), state)  # noqa: E731
+    state = [model.initial_state(1)]
+
+    def fast(t):
+        logits, state[0] = stepper.step(4 + t % (vocab - 4), state[0])
+        return logits
+
     plain_state = [model.initial_state(1)]
 
     def plain(t):

@@ -139,7 +139,7 @@ def test_conversations_are_in_sqlite_under_the_data_folder(app_env):
         (memory,) = db.execute("SELECT memory FROM conversations").fetchone()
     tensors = safetensors.torch.load(memory)  # a safetensors blob, not a pickle
     assert set(tensors) == {"state.h.0", "state.h.1", "state.c.0", "state.c.1", "generator"}
-    assert torch.equal(tensors["state.h.1"], at.session_state.chat.state.h[1])
+    assert torch.equal(tensors["state.h.1"], at.session_state.chat.state.h[1, 0])
 
 
 def test_a_damaged_database_is_reported_and_the_chat_still_works(app_env):

@@ -10,7 +10,7 @@ from chatbot.chat.beam import beam_reply, score_reply
 from chatbot.chat.session import ChatSession
 from chatbot.lm.checkpoint import load_checkpoint
 from chatbot.errors import ChatbotError
-from chatbot.chat.sampling import Reply, SamplingConfig, choose_token, stream_reply, typical_filter
+from chatbot.chat.sampling import Reply, SamplingConfig, choose_token, sample_reply, typical_filter
 from chatbot.train.loop import TrainConfig, train
 from conftest import ROOT
 
@@ -47,7 +47,7 @@ def run_beam(ckpt, prompt, **settings):
     reply = Reply(ids=[])
     fresh = s._fresh_start() if settings.get("relevance") else (None, None)
     pieces = list(beam_reply(ckpt.model, ckpt.tokenizer, state, logits, s.sampling, reply, *fresh))
-    return s, state, reply, pieces
+    return s, reply.state, reply, pieces
 
 
 def test_beam_width_one_is_greedy_decoding(model):
@@ -55,7 +55,7 @@ def test_beam_width_one_is_greedy_decoding(model):
         _, _, beam, _ = run_beam(model, prompt, beam_width=1)
         s, state, logits = prepared(model, prompt, temperature=0.0)
         greedy = Reply(ids=[])
-        "".join(stream_reply(s.stepper, s.tokenizer, state.clone(), logits, s.sampling, s.generator, greedy))
+        "".join(sample_reply(s.stepper, s.tokenizer, state.clone(), logits, s.sampling, s.generator, greedy))
         assert beam.ids == greedy.ids, prompt
 
 
@@ -76,8 +76,8 @@ def test_the_carried_state_is_the_state_after_the_reply(model):
         s, before, logits = prepared(model, prompt, beam_width=3)
         _, after, reply, pieces = run_beam(model, prompt, beam_width=3)
         with torch.inference_mode():
-            _, fed = model.model(torch.tensor([reply.ids]), before.to_model())
-        for mine, theirs in zip(after.to_model(), fed):
+            _, fed = model.model(torch.tensor([reply.ids]), before)
+        for mine, theirs in zip(after.tensors(), fed.tensors()):
             assert torch.allclose(mine, theirs, atol=1e-5, rtol=1e-5)
         assert "".join(pieces) == reply.text == model.tokenizer.decode(reply.ids)
 
@@ -100,8 +100,8 @@ def test_stopping_a_beam_keeps_the_agreed_text_and_its_state(default):
     turn = s.turns[-1]
     assert turn.reply.text == shown and not turn.reply.ended
     with torch.inference_mode():
-        _, fed = default.model(torch.tensor([turn.reply.ids]), turn.state_before_reply.to_model())
-    assert torch.allclose(s.state.to_model()[1], fed[1], atol=1e-5, rtol=1e-5)
+        _, fed = default.model(torch.tensor([turn.reply.ids]), turn.state_before_reply)
+    assert torch.allclose(s.state.c, fed.c, atol=1e-5, rtol=1e-5)
     assert "".join(s.send("ok"))  # the chat goes on from there
 
 

@@ -6,8 +6,7 @@ import torch
 from chatbot.chat.session import MAX_MESSAGE_CHARS, ChatSession, reply_seed
 from chatbot.lm.checkpoint import load_checkpoint
 from chatbot.errors import ChatbotError
-from chatbot.chat.sampling import Reply, SamplingConfig, stream_reply
-from chatbot.lm.stepper import RecurrentState
+from chatbot.chat.sampling import Reply, SamplingConfig, sample_reply
 
 MESSAGES = ["hello", "what is an lstm?", "안녕하세요", "my name is Mina", "what is my name?"]
 
@@ -39,10 +38,10 @@ def test_reply_is_identical_whether_state_was_carried_or_rebuilt(ckpt):
     b, logits = replay(ckpt, fed_before_last_reply, temperature=0.9)
     b.generator.manual_seed(reply_seed(7, len(MESSAGES)))  # what a's fifth reply drew from
     reply = Reply(ids=[])
-    text = "".join(stream_reply(b.stepper, b.tokenizer, b.state, logits, b.sampling, b.generator, reply))
+    text = "".join(sample_reply(b.stepper, b.tokenizer, b.state, logits, b.sampling, b.generator, reply))
     assert text == last
     assert reply.ids == a.turns[-1].reply.ids
-    assert b.state.equals(a.state, atol=1e-5, rtol=1e-5)
+    assert reply.state.equals(a.state, atol=1e-5, rtol=1e-5)
 
 
 def test_a_turn_feeds_only_the_new_message(ckpt):
@@ -125,7 +124,7 @@ def test_rewind_and_reset(ckpt):
     assert s.rewind() == "what is my name?"
     assert s.state.equals(after_first) and len(s.turns) == 1
     s.reset()
-    zero = RecurrentState.from_model(ckpt.model.initial_state(1))
+    zero = ckpt.model.initial_state(1)
     assert s.state.equals(zero) and s.turns == []
     with pytest.raises(ChatbotError):
         s.rewind()
@@ -163,7 +162,7 @@ def test_a_huge_message_is_cut_to_the_limit_and_the_turn_says_so(ckpt):
     reply = "".join(s.send(huge))
     turn = s.turns[-1]
     assert turn.cut_from == 100_000 and turn.user == huge[:MAX_MESSAGE_CHARS]
-    assert isinstance(reply, str) and torch.isfinite(torch.stack(s.state.h)).all()
+    assert isinstance(reply, str) and torch.isfinite(s.state.h).all()
     "".join(s.send("x" * MAX_MESSAGE_CHARS))
     assert s.turns[-1].cut_from is None  # exactly at the limit: nothing cut
 
@@ -173,7 +172,7 @@ def test_any_unicode_message_is_accepted(ckpt):
     for message in ["뷁 😀🚀", "\x00\x07\x1b[31m", "שלום עולם", "e\u0301\u0301", "<|end|><|bot|>"]:
         reply = "".join(s.send(message))
         assert isinstance(reply, str)
-    assert torch.isfinite(torch.stack(s.state.h)).all()
+    assert torch.isfinite(s.state.h).all()
 
 
 def test_plain_completion_and_continuation_are_repeatable_with_a_seed(ckpt):

@@ -93,7 +93,7 @@ def test_a_memory_from_other_weights_is_never_applied(ckpt, store):
         assert "another model" in notice and "0123456789abcdef" in notice
         assert fresh.turns == [] and [u for u, _ in fresh.earlier] == MESSAGES[:2]
         assert fresh.transcript() == chat.transcript()
-        assert all((h == 0).all() for h in fresh.state.h + fresh.state.c)
+        assert all((t == 0).all() for t in fresh.state.tensors())
         "".join(fresh.send("hello"))  # and it chats on
 
 

@@ -31,8 +31,7 @@ def torch_layer_outputs(model, ids, state):
         single = type(rnn)(x.shape[-1], cfg.hidden_size, num_layers=1, batch_first=True)
         for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
             getattr(single, f"{name}_l0").data.copy_(getattr(rnn, f"{name}_l{layer}").data)
-        layer_state = tuple(s[layer:layer + 1] for s in state)
-        x, _ = single(x, layer_state if cfg.cell == "lstm" else layer_state[0])
+        x, _ = single(x, state.map(lambda t: t[layer:layer + 1]).to_torch())
         outputs.append(x[0])
     return outputs
 
@@ -48,11 +47,11 @@ def test_explicit_cells_match_torch_layer_by_layer(trained):
         assert torch.allclose(layer.h, expected, atol=1e-5)
     full_logits, full_state = model(torch.tensor([ids]), state)
     assert torch.allclose(tr.logits, full_logits[0], atol=1e-5)
-    for mine, theirs in zip(tr.final_state, full_state):
+    for mine, theirs in zip(tr.final_state.tensors(), full_state.tensors()):
         assert torch.allclose(mine, theirs, atol=1e-5)
     if model.config.cell == "lstm":
         last = tr.layers[-1]
-        assert torch.allclose(last.gates["cell"][-1], full_state[1][-1, 0], atol=1e-5)
+        assert torch.allclose(last.gates["cell"][-1], full_state.c[-1, 0], atol=1e-5)
         f, i, c = last.gates["forget"], last.gates["input"], last.gates["cell"]
         assert torch.allclose(c[1:], f[1:] * c[:-1] + i[1:] * last.gates["candidate"][1:], atol=1e-5)
 

@@ -24,7 +24,7 @@ from typing import Iterator
 import torch
 
 from ..lm.model import LanguageModel
-from ..lm.stepper import RecurrentState
+from ..lm.state import RecurrentState
 from ..text.tokenizers import Tokenizer
 from .sampling import Reply, SamplingConfig
 
@@ -40,10 +40,6 @@ class Hypothesis:
         return self.score / max(1, len(self.ids))
 
 
-def _rows(state: tuple[torch.Tensor, ...], index: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    return tuple(t[:, index] for t in state)
-
-
 def _common_prefix(seqs: list[list[int]]) -> int:
     n = min(len(s) for s in seqs)
     for i in range(n):
@@ -57,24 +53,23 @@ def beam_reply(model: LanguageModel, tokenizer: Tokenizer, state: RecurrentState
                logits: torch.Tensor, cfg: SamplingConfig, reply: Reply,
                fresh_logits: torch.Tensor | None = None,
                fresh_state: RecurrentState | None = None) -> Iterator[str]:
-    """Search a reply from `state` (whose next-token logits are `logits`); fill `reply` and
-    leave `state` as the state after the reply's tokens. Yields text as soon as every
+    """Search a reply from `state` (whose next-token logits are `logits`); fill `reply`, and
+    `reply.state` with the state after the reply's tokens. Yields text as soon as every
     hypothesis that could still be chosen agrees on it. With cfg.relevance > 0,
     `fresh_logits`/`fresh_state` are the context-free start (a new chat, after the bot marker).
 
-    If the caller stops early, the reply is the agreed text so far and `state` follows it."""
+    If the caller stops early, the reply is the agreed text so far and its state follows it."""
     relevance = cfg.relevance if fresh_logits is not None else 0.0
     end = tokenizer.end_id
-    base = state.to_model()
     first = torch.zeros(1, dtype=torch.long)
     widths = range(1, cfg.beam_width + 1)
     live = [Hypothesis([], 0.0, 0, w) for w in widths]  # all start on row 0
-    states = _rows(base, first)
+    states = state.rows(first)
     step_logp = logits.float().log_softmax(-1)[None]
     if relevance:
-        fresh_states = _rows(fresh_state.to_model(), first)
+        fresh_states = fresh_state.rows(first)
         step_fresh = fresh_logits.float().log_softmax(-1)[None]
-    finished: list[tuple[Hypothesis, tuple[torch.Tensor, ...]]] = []
+    finished: list[tuple[Hypothesis, RecurrentState]] = []
     decoder = tokenizer.stream_decoder()
     already = len(reply.ids)  # a continued reply keeps its earlier tokens
     completed = False
@@ -107,21 +102,20 @@ def beam_reply(model: LanguageModel, tokenizer: Tokenizer, state: RecurrentState
             parents = torch.tensor([h.row for h in chosen])
             tokens = torch.tensor([[h.ids[-1]] for h in chosen])
             n = len(chosen)
-            batch_state = _rows(states, parents)
+            batch_state = states.rows(parents)
             if relevance:
-                twins = _rows(fresh_states, parents)
-                batch_state = tuple(torch.cat([a, b], dim=1) for a, b in zip(batch_state, twins))
+                batch_state = RecurrentState.stack_rows([batch_state, fresh_states.rows(parents)])
                 tokens = torch.cat([tokens, tokens])
             out, after = model(tokens, batch_state)
             logp = out[:, -1].float().log_softmax(-1)
-            step_logp, states = logp[:n], tuple(t[:, :n] for t in after)
+            step_logp, states = logp[:n], after.rows(slice(None, n))
             if relevance:
-                step_fresh, fresh_states = logp[n:], tuple(t[:, n:] for t in after)
+                step_fresh, fresh_states = logp[n:], after.rows(slice(n, None))
             live = []
             for row, h in enumerate(chosen):
                 h.row = row
                 if h.ids[-1] == end:
-                    finished.append((h, _rows(states, torch.tensor([row]))))
+                    finished.append((h, states.rows([row])))
                 else:
                     live.append(h)
             full = {w for w in widths if sum(f.width == w for f, _ in finished) >= w}
@@ -132,24 +126,22 @@ def beam_reply(model: LanguageModel, tokenizer: Tokenizer, state: RecurrentState
             agreed = _common_prefix([h.ids for h in live] + [f.ids for f, _ in finished])
             yield from emit(live[0].ids[len(reply.ids) - already:agreed])
         # Best by score per token among everything found (live ones only at the token limit).
-        pool = finished + [(h, _rows(states, torch.tensor([h.row]))) for h in live]
+        pool = finished + [(h, states.rows([h.row])) for h in live]
         best, best_state = max(pool, key=lambda pair: pair[0].normalized())
         yield from emit(best.ids[len(reply.ids) - already:])
         reply.ended = best.ids[-1] == end
         reply.next_logits = None if reply.ended else step_logp[best.row]
-        final = RecurrentState.from_model(best_state)
-        state.h, state.c = final.h, final.c
+        reply.state = best_state
         completed = True
     finally:
         tail = decoder.flush()
         reply.text += tail
         if not completed:  # stopped early: the reply is the agreed prefix; follow it
             new = reply.ids[already:]
+            reply.state = state
             if new:
-                out, after = model(torch.tensor([new]), base)
-                follow = RecurrentState.from_model(after)
+                out, reply.state = model(torch.tensor([new]), state)
                 reply.next_logits = out[0, -1]
-                state.h, state.c = follow.h, follow.c
     if tail:
         yield tail
 
@@ -162,7 +154,7 @@ def score_reply(model: LanguageModel, state: RecurrentState, logits: torch.Tenso
         with torch.inference_mode():
             total = float(first.float().log_softmax(-1)[ids[0]])
             if len(ids) > 1:
-                out, _ = model(torch.tensor([ids[:-1]]), start_state.to_model())
+                out, _ = model(torch.tensor([ids[:-1]]), start_state)
                 lp = out[0].float().log_softmax(-1)
                 total += float(lp[torch.arange(len(ids) - 1), torch.tensor(ids[1:])].sum())
             return total

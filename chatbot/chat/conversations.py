@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ..errors import ChatbotError
 from .sampling import Reply
-from .session import ChatSession, Turn
+from .session import ChatSession, SessionRecord, Turn
 from .snapshots import decode_memory, decode_turn, encode_memory, encode_turn
 
 DATABASE_FILE = "conversations.sqlite3"
@@ -177,8 +177,9 @@ class ConversationStore:
         between saves (a reply, a regenerate, a continue), so it and any turns after what the
         database holds are written; turns the session no longer has are deleted."""
         sampling = chat.sampling.settings()
-        memory = encode_memory(chat.state, chat.generator)
-        earlier, total = len(chat.earlier), len(chat.earlier) + len(chat.turns)
+        record = chat.record()
+        memory = encode_memory(record.state, record.generator)
+        earlier, total = len(record.earlier), len(record.earlier) + len(record.turns)
         now = time.time()
         with self._transaction() as db:
             row = db.execute("SELECT version FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
@@ -186,7 +187,7 @@ class ConversationStore:
                 raise ConversationConflict(
                     "this conversation was changed in another tab or window since this one read it.")
             if row is None:
-                first = (chat.earlier[0][0] if chat.earlier else chat.turns[0].user) if total else "New chat"
+                first = (record.earlier[0][0] if record.earlier else record.turns[0].user) if total else "New chat"
                 db.execute("INSERT INTO conversations VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?)",
                            (conversation_id, default_title(first), model, fingerprint,
                             json.dumps(sampling), memory, now, now))
@@ -201,10 +202,10 @@ class ConversationStore:
                 if position < earlier:
                     if position < stored:
                         continue  # words-only turns never change once written
-                    user, reply = chat.earlier[position]
+                    user, reply = record.earlier[position]
                     values = (user, None, "[]", "[]", reply, 1, None, None)
                 else:
-                    values = _turn_values(chat.turns[position - earlier], fingerprint)
+                    values = _turn_values(record.turns[position - earlier], fingerprint)
                 db.execute("INSERT OR REPLACE INTO turns VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                            (conversation_id, position, *values))
         return version + 1
@@ -242,7 +243,7 @@ def restore_session(chat: ChatSession, stored: StoredConversation, fingerprint: 
     if not stored.turns:
         return None
     if stored.fingerprint != fingerprint or stored.memory is None:
-        chat.earlier = words
+        chat.restore(SessionRecord(words))
         return (f"This conversation's memory was made by another model (saved under "
                 f"“{stored.model}”, weights {stored.fingerprint}; this one is {fingerprint}). "
                 f"The transcript is kept; the bot's memory starts fresh from here.")
@@ -253,13 +254,11 @@ def restore_session(chat: ChatSession, stored: StoredConversation, fingerprint: 
     try:
         state, generator = decode_memory(stored.memory, chat.model)
         turns = [_turn_from(t, chat) for t in stored.turns[whole:]]
-        chat.generator.set_state(generator)
+        chat.restore(SessionRecord(words[:whole], turns, state, generator))
     except (ChatbotError, RuntimeError) as exc:
-        chat.reset()
-        chat.earlier = words
+        chat.restore(SessionRecord(words))
         return (f"This conversation's memory could not be read ({exc}). The transcript is kept; "
                 f"the bot's memory starts fresh from here.")
-    chat.earlier, chat.turns, chat.state = words[:whole], turns, state
     return None
 
 

@@ -9,7 +9,8 @@ from typing import Iterator
 import torch
 
 from ..errors import ChatbotError
-from ..lm.stepper import RecurrentState, Stepper
+from ..lm.state import RecurrentState
+from ..lm.stepper import Stepper
 from ..text.tokenizers import Tokenizer
 
 MAX_NEW_TOKENS_LIMIT = 20_000
@@ -132,22 +133,26 @@ class Reply:
     text: str = ""
     ended: bool = False  # the model closed its turn with <|end|>
     next_logits: torch.Tensor | None = None  # after the last token, for continuing the reply
+    state: RecurrentState | None = None  # the memory after the last token
 
 
-def stream_reply(stepper: Stepper, tokenizer: Tokenizer, state: RecurrentState,
+def sample_reply(stepper: Stepper, tokenizer: Tokenizer, state: RecurrentState,
                  logits: torch.Tensor, cfg: SamplingConfig, generator: torch.Generator,
                  reply: Reply) -> Iterator[str]:
-    """Sample up to cfg.max_new_tokens tokens, feeding each one back in (so `state` always
-    holds exactly the tokens in `reply.ids`), and yield text as soon as it is whole.
+    """Sample up to cfg.max_new_tokens tokens from `state` (whose next-token logits are
+    `logits`), feeding each one back in (so `reply.state` always holds exactly the tokens
+    in `reply.ids`), and yield text as soon as it is whole.
 
     Stops at the end-of-turn token (which is fed too, closing the turn), after a stop
     string, or at the token limit.
     """
     decoder = tokenizer.stream_decoder()
+    reply.state = state
     try:
         for _ in range(cfg.max_new_tokens):
             token = choose_token(logits, cfg, reply.ids, generator)
-            logits = reply.next_logits = stepper.step(token, state)
+            logits, reply.state = stepper.step(token, reply.state)
+            reply.next_logits = logits
             reply.ids.append(token)
             if token == tokenizer.end_id:
                 reply.ended = True

@@ -14,11 +14,12 @@ import torch
 
 from ..errors import ChatbotError
 from ..lm.model import LanguageModel
-from ..lm.stepper import RecurrentState, Stepper
+from ..lm.state import RecurrentState
+from ..lm.stepper import Stepper
 from ..text.corpus import turn_ids
 from ..text.tokenizers import Tokenizer
 from .beam import beam_reply
-from .sampling import Reply, SamplingConfig, stream_reply
+from .sampling import Reply, SamplingConfig, sample_reply
 
 MAX_MESSAGE_CHARS = 4000  # longer messages are cut to this (the turn records by how much)
 
@@ -36,6 +37,16 @@ class Turn:
     @property
     def tokens_fed(self) -> int:
         return len(self.prompt_ids) + len(self.reply.ids)
+
+
+@dataclass
+class SessionRecord:
+    """A conversation as ChatSession.record() gives it and restore() takes it back."""
+
+    earlier: list[tuple[str, str]]  # words only: (message, reply) pairs whose memory is not kept
+    turns: list[Turn] = field(default_factory=list)
+    state: RecurrentState | None = None  # the memory after the last turn (None: fresh)
+    generator: torch.Tensor | None = None  # the sampling generator's position
 
 
 def reply_seed(seed: int, turn_number: int, tokens_so_far: int = 0) -> int:
@@ -60,13 +71,26 @@ class ChatSession:
 
     def reset(self) -> None:
         """Forget everything: zero state, empty transcript."""
-        self.state = RecurrentState.from_model(self.model.initial_state(1))
+        self.state = self.model.initial_state(1)
         self.turns: list[Turn] = []
         # (message, reply) pairs shown before `turns` whose memory is not in `state`: a
         # conversation restored under another model keeps its words but starts a fresh memory.
         self.earlier: list[tuple[str, str]] = []
         self.generator = torch.Generator()
         self.generator.seed()
+
+    def record(self) -> SessionRecord:
+        """Everything needed to go on with this conversation exactly (see conversations.py)."""
+        return SessionRecord(list(self.earlier), list(self.turns), self.state, self.generator.get_state())
+
+    def restore(self, record: SessionRecord) -> None:
+        """Start over from a record: its words, its turns, its memory and generator position."""
+        self.reset()
+        self.earlier, self.turns = list(record.earlier), list(record.turns)
+        if record.state is not None:
+            self.state = record.state
+        if record.generator is not None:
+            self.generator.set_state(record.generator)
 
     def send(self, message: str) -> Iterator[str]:
         """Feed the user's message, then stream the bot's reply piece by piece. A message
@@ -127,8 +151,7 @@ class ChatSession:
         return the next-token logits."""
         with torch.inference_mode():
             x = torch.tensor([ids], dtype=torch.long)
-            logits, state = self.model(x, self.state.to_model())
-        self.state = RecurrentState.from_model(state)
+            logits, self.state = self.model(x, self.state)
         return logits[0, -1]
 
     def transcript(self) -> list[dict]:
@@ -142,7 +165,7 @@ class ChatSession:
         if self._fresh is None:
             with torch.inference_mode():
                 logits, after = self.model(torch.tensor([[self.tokenizer.bot_id]]))
-            self._fresh = (logits[0, -1], RecurrentState.from_model(after))
+            self._fresh = (logits[0, -1], after)
         return self._fresh
 
     def _decode(self, logits: torch.Tensor, reply: Reply) -> Iterator[str]:
@@ -150,10 +173,22 @@ class ChatSession:
         cfg = self.sampling
         if cfg.beam_width > 1 or cfg.relevance > 0:
             fresh_logits, fresh_state = self._fresh_start() if cfg.relevance > 0 else (None, None)
-            return beam_reply(self.model, self.tokenizer, self.state, logits, cfg, reply,
-                              fresh_logits, fresh_state)
-        return stream_reply(self.stepper, self.tokenizer, self.state, logits, cfg,
-                            self.generator, reply)
+            pieces = beam_reply(self.model, self.tokenizer, self.state, logits, cfg, reply,
+                                fresh_logits, fresh_state)
+        else:
+            pieces = sample_reply(self.stepper, self.tokenizer, self.state, logits, cfg,
+                                  self.generator, reply)
+        return self._following(pieces, reply)
+
+    def _following(self, pieces: Iterator[str], reply: Reply) -> Iterator[str]:
+        """Stream `pieces`; however the stream ends (done, stopped, closed), the memory
+        then holds exactly the tokens the reply holds."""
+        try:
+            yield from pieces
+        finally:
+            pieces.close()
+            if reply.state is not None:
+                self.state = reply.state
 
     def _generate(self, turn: Turn) -> Iterator[str]:
         """Sample a reply from the snapshot. With a seed, reply n draws from a generator seeded

@@ -14,27 +14,27 @@ from safetensors.torch import load as st_load
 from ..errors import ChatbotError
 from ..lm.checkpoint import tensor_bytes
 from ..lm.model import LanguageModel
-from ..lm.stepper import RecurrentState
+from ..lm.state import RecurrentState
 
 
 def _state_tensors(prefix: str, state: RecurrentState) -> dict[str, torch.Tensor]:
-    out = {f"{prefix}.h.{i}": h for i, h in enumerate(state.h)}
-    out.update({f"{prefix}.c.{i}": c for i, c in enumerate(state.c or [])})
-    return out
+    """One vector a layer: `prefix.h.0`, `prefix.h.1`, ... and, for an LSTM, `prefix.c.0`, ..."""
+    return {f"{prefix}.{name}.{layer}": vector
+            for name, t in zip("hc", state.tensors()) for layer, vector in enumerate(t[:, 0])}
 
 
 def _state_from(tensors: dict[str, torch.Tensor], prefix: str, model: LanguageModel) -> RecurrentState:
     cfg = model.config
+    names = "hc"[:len(model.initial_state(1).tensors())]
     try:
-        h = [tensors[f"{prefix}.h.{i}"] for i in range(cfg.num_layers)]
-        c = [tensors[f"{prefix}.c.{i}"] for i in range(cfg.num_layers)] if cfg.cell == "lstm" else None
+        vectors = [[tensors[f"{prefix}.{name}.{i}"] for i in range(cfg.num_layers)] for name in names]
     except KeyError as exc:
         raise ChatbotError(f"the saved memory lacks {exc} for a {cfg.num_layers}-layer {cfg.cell}.") from None
-    for t in h + (c or []):
+    for t in sum(vectors, []):
         if t.shape != (cfg.hidden_size,) or t.dtype != torch.float32:
             raise ChatbotError(f"a saved state vector has shape {tuple(t.shape)} ({t.dtype}); the "
                                f"model needs ({cfg.hidden_size},) float32.")
-    return RecurrentState(h, c)
+    return RecurrentState.from_tensors(cfg.cell, tuple(torch.stack(v)[:, None] for v in vectors))
 
 
 def _decode(blob: bytes) -> dict[str, torch.Tensor]:
@@ -72,10 +72,10 @@ def decode_turn(blob: bytes, model: LanguageModel):
             logits, _logits(t, "next_logits", model))
 
 
-def encode_memory(state: RecurrentState, generator: torch.Generator) -> bytes:
-    """The state after the last token, and the generator's position, so that even an
-    unseeded conversation continues exactly as it would have."""
-    return tensor_bytes({**_state_tensors("state", state), "generator": generator.get_state()})
+def encode_memory(state: RecurrentState, generator: torch.Tensor) -> bytes:
+    """The state after the last token, and the generator's position (its get_state()), so
+    that even an unseeded conversation continues exactly as it would have."""
+    return tensor_bytes({**_state_tensors("state", state), "generator": generator})
 
 
 def decode_memory(blob: bytes, model: LanguageModel) -> tuple[RecurrentState, torch.Tensor]:

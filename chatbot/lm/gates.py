@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .model import LanguageModel, State
+from .model import GateBlock, LanguageModel
+from .state import RecurrentState
 
 
 @dataclass
@@ -38,33 +39,21 @@ class Trace:
     cell: str
     layers: list[LayerTrace]
     logits: torch.Tensor  # (steps, vocab): what the model predicts after each token
-    final_state: State
+    final_state: RecurrentState
 
     @property
     def gate_names(self) -> list[str]:
         return list(self.layers[0].gates)
 
 
-def _torch_weights(rnn: torch.nn.RNNBase, layer: int, chunks: int):
-    """The layer's weights split per gate in torch's order, and with W·[h, x] spelled out:
-    returns [(W, b)] where W = [W_h | W_x] acts on [h_{t-1}, x_t] and b = b_h + b_x."""
-    w_x = getattr(rnn, f"weight_ih_l{layer}").detach().chunk(chunks)
-    w_h = getattr(rnn, f"weight_hh_l{layer}").detach().chunk(chunks)
-    b_x = getattr(rnn, f"bias_ih_l{layer}").detach().chunk(chunks)
-    b_h = getattr(rnn, f"bias_hh_l{layer}").detach().chunk(chunks)
-    return w_x, w_h, b_x, b_h
-
-
 def sigmoid(v: torch.Tensor) -> torch.Tensor:
     return torch.sigmoid(v)
 
 
-def lstm_layer(xs: torch.Tensor, h: torch.Tensor, c: torch.Tensor, rnn, layer: int):
+def lstm_layer(xs: torch.Tensor, h: torch.Tensor, c: torch.Tensor, gates: dict[str, GateBlock]):
     """One LSTM layer over xs (steps, input) from (h, c); returns (LayerTrace, h, c)."""
-    w_x, w_h, b_x, b_h = _torch_weights(rnn, layer, 4)
-    # torch stores the gates in the order i, f, g (= C̃), o.
-    W_i, W_f, W_C, W_o = (torch.cat([wh, wx], dim=1) for wh, wx in zip(w_h, w_x))
-    b_i, b_f, b_C, b_o = (bh + bx for bh, bx in zip(b_h, b_x))
+    W_f, W_i, W_C, W_o = (g.W for g in gates.values())  # forget, input, candidate, output
+    b_f, b_i, b_C, b_o = (g.b for g in gates.values())
     out = {name: [] for name in ("forget", "input", "candidate", "output", "cell")}
     hs = []
     for x in xs:
@@ -81,23 +70,22 @@ def lstm_layer(xs: torch.Tensor, h: torch.Tensor, c: torch.Tensor, rnn, layer: i
     return LayerTrace(torch.stack(hs), {k: torch.stack(v) for k, v in out.items()}), h, c
 
 
-def gru_layer(xs: torch.Tensor, h: torch.Tensor, rnn, layer: int):
+def gru_layer(xs: torch.Tensor, h: torch.Tensor, gates: dict[str, GateBlock]):
     """One GRU layer, torch's formulation:
         r_t = σ(W_r·[h_{t-1}, x_t] + b_r)                  reset gate
         z_t = σ(W_z·[h_{t-1}, x_t] + b_z)                  update gate: how much of h_{t-1} to keep
         n_t = tanh(W_xn x_t + b_xn + r_t * (W_hn h_{t-1} + b_hn))   candidate
         h_t = (1 - z_t) * n_t + z_t * h_{t-1}
     """
-    w_x, w_h, b_x, b_h = _torch_weights(rnn, layer, 3)  # order r, z, n
-    W_r, W_z = (torch.cat([w_h[k], w_x[k]], dim=1) for k in (0, 1))
-    b_r, b_z = b_h[0] + b_x[0], b_h[1] + b_x[1]
+    reset, update, cand = gates.values()
+    W_r, W_z, b_r, b_z = reset.W, update.W, reset.b, update.b
     out = {name: [] for name in ("reset", "update", "candidate")}
     hs = []
     for x in xs:
         hx = torch.cat([h, x])
         r = sigmoid(W_r @ hx + b_r)
         z = sigmoid(W_z @ hx + b_z)
-        n = torch.tanh(w_x[2] @ x + b_x[2] + r * (w_h[2] @ h + b_h[2]))
+        n = torch.tanh(cand.w_x @ x + cand.b_x + r * (cand.w_h @ h + cand.b_h))
         h = (1 - z) * n + z * h
         for name, value in (("reset", r), ("update", z), ("candidate", n)):
             out[name].append(value)
@@ -105,11 +93,10 @@ def gru_layer(xs: torch.Tensor, h: torch.Tensor, rnn, layer: int):
     return LayerTrace(torch.stack(hs), {k: torch.stack(v) for k, v in out.items()}), h
 
 
-def rnn_layer(xs: torch.Tensor, h: torch.Tensor, rnn, layer: int):
+def rnn_layer(xs: torch.Tensor, h: torch.Tensor, gates: dict[str, GateBlock]):
     """One plain RNN layer: h_t = tanh(W·[h_{t-1}, x_t] + b). No gates: nothing protects
     old information from being rewritten at every step."""
-    w_x, w_h, b_x, b_h = _torch_weights(rnn, layer, 1)
-    W, b = torch.cat([w_h[0], w_x[0]], dim=1), b_h[0] + b_x[0]
+    W, b = gates["hidden"].W, gates["hidden"].b
     hs = []
     for x in xs:
         h = torch.tanh(W @ torch.cat([h, x]) + b)
@@ -118,30 +105,22 @@ def rnn_layer(xs: torch.Tensor, h: torch.Tensor, rnn, layer: int):
 
 
 @torch.no_grad()
-def trace(model: LanguageModel, ids: list[int], state: State | None = None) -> Trace:
+def trace(model: LanguageModel, ids: list[int], state: RecurrentState | None = None) -> Trace:
     """Run `ids` (one sequence) through the model step by step with the explicit cells,
     from `state` (batch 1) or zeros; record every gate of every layer."""
-    cfg, rnn = model.config, model.rnn
-    if state is None:
-        state = model.initial_state(1)
+    cfg = model.config
+    state = state if state is not None else model.initial_state(1)
     xs = model.embed.weight.detach()[torch.tensor(ids, dtype=torch.long)].to(torch.float32)
-    layers, finals_h, finals_c = [], [], []
+    run_layer = {"lstm": lstm_layer, "gru": gru_layer, "rnn": rnn_layer}[cfg.cell]
+    layers, finals = [], []
     for layer in range(cfg.num_layers):
-        h = state[0][layer, 0].float()
-        if cfg.cell == "lstm":
-            record, h, c = lstm_layer(xs, h, state[1][layer, 0].float(), rnn, layer)
-            finals_c.append(c)
-        elif cfg.cell == "gru":
-            record, h = gru_layer(xs, h, rnn, layer)
-        else:
-            record, h = rnn_layer(xs, h, rnn, layer)
+        start = [t[layer, 0].float() for t in state.tensors()]  # h, and c for an LSTM
+        record, *final = run_layer(xs, *start, model.gate_blocks(layer))
         layers.append(record)
-        finals_h.append(h)
+        finals.append(final)
         xs = record.h  # the next layer reads this layer's hidden states (no dropout: eval)
-    logits = model.head(xs)
-    h_n = torch.stack(finals_h)[:, None, :]
-    final = (h_n, torch.stack(finals_c)[:, None, :]) if cfg.cell == "lstm" else (h_n,)
-    return Trace(cfg.cell, layers, logits, final)
+    after = tuple(torch.stack(vectors)[:, None, :] for vectors in zip(*finals))
+    return Trace(cfg.cell, layers, model.head(xs), RecurrentState.from_tensors(cfg.cell, after))
 
 
 def memory_kept(tr: Trace) -> float | None:

@@ -2,7 +2,8 @@
 
 The recurrent layers are torch's own nn.LSTM / nn.GRU / nn.RNN (cuDNN on a GPU) for training
 and for feeding whole messages; `stepper.py` runs the same weights one token at a time
-for generation.
+for generation, and `gates.py` gate by gate. Both read a layer's weights through
+`gate_blocks()`.
 """
 
 from __future__ import annotations
@@ -13,12 +14,34 @@ import torch
 from torch import nn
 
 from ..errors import ChatbotError
+from .state import RecurrentState
 
 CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+# Each cell's gates in the textbook's order (the LSTM's f, i, C̃, o), and the order torch
+# stacks them in its weight matrices (i, f, g = C̃, o).
+GATES = {"lstm": ("forget", "input", "candidate", "output"), "gru": ("reset", "update", "candidate"),
+         "rnn": ("hidden",)}
+TORCH_ORDER = {"lstm": ("input", "forget", "candidate", "output"), "gru": ("reset", "update", "candidate"),
+               "rnn": ("hidden",)}
 
-# The recurrent state as torch's layers take it: (h, c) for an LSTM, (h,) otherwise,
-# each of shape (num_layers, batch, hidden_size).
-State = tuple[torch.Tensor, ...]
+
+@dataclass
+class GateBlock:
+    """One gate's weights in a layer: it computes W_x·x_t + b_x + W_h·h_{t-1} + b_h."""
+
+    w_x: torch.Tensor  # (hidden, input)
+    w_h: torch.Tensor  # (hidden, hidden)
+    b_x: torch.Tensor  # (hidden,)
+    b_h: torch.Tensor  # (hidden,)
+
+    @property
+    def W(self) -> torch.Tensor:
+        """[W_h | W_x], acting on [h_{t-1}, x_t] as the textbook writes it."""
+        return torch.cat([self.w_h, self.w_x], dim=1)
+
+    @property
+    def b(self) -> torch.Tensor:
+        return self.b_h + self.b_x
 
 
 @dataclass
@@ -53,7 +76,7 @@ class ModelConfig:
 
     def num_parameters(self) -> int:
         """Counted from the shapes alone, so a picker can show sizes without loading weights."""
-        gates = {"lstm": 4, "gru": 3, "rnn": 1}[self.cell]
+        gates = len(GATES[self.cell])
         V, E, H = self.vocab_size, self.embed_size, self.hidden_size
         layers = sum(gates * H * ((E if i == 0 else H) + H) + 2 * gates * H
                      for i in range(self.num_layers))
@@ -88,29 +111,34 @@ class LanguageModel(nn.Module):
     def _init_weights(self):
         nn.init.normal_(self.embed.weight, std=0.05)
         nn.init.zeros_(self.head.bias)
-        if self.config.cell == "lstm":
+        if "forget" in GATES[self.config.cell]:
             # Forget-gate bias 1 (Jozefowicz et al. 2015): start by remembering.
-            h = self.config.hidden_size
-            for name, p in self.rnn.named_parameters():
-                if name.startswith("bias_ih"):
-                    with torch.no_grad():
-                        p[h:2 * h].fill_(1.0)
+            with torch.no_grad():
+                for layer in range(self.config.num_layers):
+                    self.gate_blocks(layer)["forget"].b_x.fill_(1.0)
 
-    def initial_state(self, batch_size: int = 1) -> State:
+    def gate_blocks(self, layer: int) -> dict[str, GateBlock]:
+        """Layer `layer`'s weights, one block per gate, in the textbook's order. The blocks
+        are views of the parameters (detached from autograd): they share their memory."""
+        cell = self.config.cell
+        parts = [getattr(self.rnn, f"{name}_l{layer}").detach().chunk(len(GATES[cell]))
+                 for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+        blocks = {gate: GateBlock(*(p[k] for p in parts)) for k, gate in enumerate(TORCH_ORDER[cell])}
+        return {gate: blocks[gate] for gate in GATES[cell]}
+
+    def initial_state(self, batch_size: int = 1) -> RecurrentState:
         c = self.config
-        zeros = lambda: torch.zeros(c.num_layers, batch_size, c.hidden_size,  # noqa: E731
-                                    device=self.embed.weight.device)
-        return (zeros(), zeros()) if c.cell == "lstm" else (zeros(),)
+        return RecurrentState.zeros(c.cell, c.num_layers, batch_size, c.hidden_size, self.embed.weight.device)
 
-    def forward(self, ids: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+    def forward(self, ids: torch.Tensor, state: RecurrentState | None = None
+                ) -> tuple[torch.Tensor, RecurrentState]:
         """ids (batch, time) -> logits (batch, time, vocab) and the state after the last step."""
         if state is None:
             state = self.initial_state(ids.shape[0])
         x = self.drop(self.embed(ids))
-        rnn_state = state if self.config.cell == "lstm" else state[0]
-        out, new_state = self.rnn(x, rnn_state)
+        out, after = self.rnn(x, state.to_torch())
         logits = self.head(self.drop(out))
-        return logits, (new_state if self.config.cell == "lstm" else (new_state,))
+        return logits, RecurrentState.from_torch(self.config.cell, after)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -124,10 +124,10 @@ class Trainer:
 
     def resume(self):
         self.run = load_run_state(self.out, self.model, self.optimizer, self.device, self.world.rank)
-        if self.run.carried[0].shape[1] != self.streams.batch_size:
-            raise ChatbotError(f"the resume point carries {self.run.carried[0].shape[1]} streams but "
+        if self.run.carried.batch_size != self.streams.batch_size:
+            raise ChatbotError(f"the resume point carries {self.run.carried.batch_size} streams but "
                                f"this run has {self.streams.batch_size}; resume with the same --batch-size.")
-        self.run.carried = tuple(t[:, self.rows] for t in self.run.carried)
+        self.run.carried = self.run.carried.rows(self.rows)
         if self.world.is_main:
             _truncate_log(self.out / LOG_FILE, self.run.step)
         self.world.barrier()
@@ -200,7 +200,7 @@ class Trainer:
         loss.backward()  # under DDP the gradients are averaged over the ranks here
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
         self.optimizer.step()
-        run.carried = tuple(t.detach().float() for t in state)
+        run.carried = state.map(lambda t: t.detach().float())
         return mean_loss.item(), lr
 
     def _evaluate_and_save(self, log) -> dict:
@@ -229,7 +229,7 @@ class Trainer:
 
     def _save_resume_point(self, log) -> None:
         """Every rank takes part (their carried states and generators are gathered); rank 0 writes."""
-        carried = tuple(self.world.gather_rows(t, dim=1) for t in self.run.carried)
+        carried = self.run.carried.map(lambda t: self.world.gather_rows(t, dim=1))
         rngs = self.world.gather(torch.get_rng_state())
         if not self.world.is_main:
             return

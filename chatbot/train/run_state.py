@@ -19,7 +19,8 @@ import torch
 from ..atomic import atomic_write
 from ..errors import ChatbotError
 from ..lm.checkpoint import load_tensors, save_tensors
-from ..lm.model import LanguageModel, State
+from ..lm.model import LanguageModel
+from ..lm.state import RecurrentState
 
 RESUME_DIR = "resume"
 LATEST = "LATEST"
@@ -31,7 +32,7 @@ class RunState:
     tokens_seen: int
     train_seconds: float
     best_val: float | None
-    carried: State
+    carried: RecurrentState  # one row per text stream
     info: dict  # model/tokenizer/training/corpus settings of the run, as in config.json
 
 
@@ -62,7 +63,7 @@ def _write_snapshot(folder: Path, model: LanguageModel, optimizer: torch.optim.O
     opt = optimizer.state_dict()
     tensors = {f"opt.{idx}.{key}": value for idx, slots in opt["state"].items()
                for key, value in slots.items()}
-    tensors.update({f"carried.{i}": t for i, t in enumerate(run.carried)})
+    tensors.update({f"carried.{i}": t for i, t in enumerate(run.carried.tensors())})
     tensors["rng.torch"] = torch.get_rng_state()
     tensors.update({f"rng.torch.rank{r}": rng for r, rng in enumerate(rank_rngs or [])})
     save_tensors(folder / "trainer.safetensors", tensors, meta)
@@ -115,7 +116,7 @@ def load_run_state(out: Path, model: LanguageModel, optimizer: torch.optim.Optim
     carried = tuple(tensors[f"carried.{i}"].to(device) for i in range(n_carried))
     torch.set_rng_state(tensors.get(f"rng.torch.rank{rank}", tensors["rng.torch"]))
     return RunState(state["step"], state["tokens_seen"], state["train_seconds"], state["best_val"],
-                    carried, state["run"])
+                    RecurrentState.from_tensors(model.config.cell, carried), state["run"])
 
 
 def _read_state_json(path: Path) -> dict:
