@@ -8,16 +8,14 @@ a new model on your own text in the background).
 import streamlit as st
 
 from app_pages.resources import keep_conversation_in_url, models_dir
-from chatbot.chat.sampling import SamplingConfig
+from chatbot.chat.sampling import SETTINGS as SAMPLING_SETTINGS, SamplingConfig
 
 st.set_page_config(page_title="lstm-chat", page_icon=":material/memory:")
 
 # Settings that must survive a visit to another page. Streamlit forgets a widget's value when
 # its page is not shown; values kept in session state (set here, before any widget) persist.
 SAMPLING = SamplingConfig()
-SETTINGS = {**{k: getattr(SAMPLING, k) for k in ("temperature", "top_k", "top_p", "repetition_penalty",
-                                                 "max_new_tokens", "min_p", "typical_p", "beam_width",
-                                                 "relevance")},
+SETTINGS = {**{key: getattr(SAMPLING, key) for key in SAMPLING_SETTINGS},
             "use_seed": False, "seed": 0, "show_memory": False,
             "tokenizer": "char", "vocab_size": 2000, "preset": "small", "budget": 5.0, "source": "Upload a file"}
 for key, default in SETTINGS.items():

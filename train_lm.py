@@ -10,11 +10,11 @@ import signal
 import sys
 
 from chatbot.errors import ChatbotError
-from chatbot.lm.model import CELLS
-from chatbot.train.presets import PRESETS
+from chatbot.lm.model import CELLS, ModelConfig
+from chatbot.lm.spec import PRECISIONS, CorpusInfo, RunSpec, TokenizerSpec, TrainConfig
 from chatbot.text.tokenizers import KINDS
-from chatbot.train.device import PRECISIONS
-from chatbot.train.loop import TrainConfig, train
+from chatbot.train.loop import train
+from chatbot.train.presets import PRESETS
 
 MODEL_FLAGS = {"cell": "cell", "layers": "num_layers", "hidden_size": "hidden_size",
                "embed_size": "embed_size", "dropout": "dropout"}
@@ -94,13 +94,15 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, stop_gently)
     try:
-        cfg = TrainConfig(**{k: getattr(args, k) for k in TRAIN_FLAGS})
+        spec = RunSpec(TokenizerSpec(args.tokenizer, args.vocab_size),
+                       ModelConfig(**{name: getattr(args, flag) for flag, name in MODEL_FLAGS.items()}),
+                       TrainConfig(**{k: getattr(args, k) for k in TRAIN_FLAGS}),
+                       CorpusInfo(args.corpus) if args.corpus else None,
+                       command=shlex.join(["python", "train_lm.py", *argv]))
         overrides = {k: getattr(args, k) for k in ("max_steps", "time_budget", "device", "checkpoint_every")
                      if k in args.explicit}
-        result = train(args.corpus, args.out, args.tokenizer, args.vocab_size,
-                       {v: getattr(args, k) for k, v in MODEL_FLAGS.items()}, cfg,
-                       resume=args.resume, command=shlex.join(["python", "train_lm.py", *argv]),
-                       resume_overrides=overrides, on_trainer=trainers.append)
+        result = train(spec, args.out, resume=args.resume, resume_overrides=overrides,
+                       on_trainer=trainers.append)
     except ChatbotError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

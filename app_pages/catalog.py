@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from chatbot.lm.checkpoint import CONFIG_FILE, WEIGHTS_FILE, read_config
 from chatbot.errors import ChatbotError
-from chatbot.lm.model import ModelConfig
+from chatbot.lm.checkpoint import WEIGHTS_FILE
+from chatbot.lm.spec import CONFIG_FILE, RunSpec, read_spec
 from chatbot.text.tokenizers import tokenizer_path
 
 
@@ -17,7 +17,7 @@ class CheckpointInfo:
     name: str
     folder: Path
     problem: str | None = None  # why it cannot be loaded; None when it looks valid
-    config: dict | None = None
+    spec: RunSpec | None = None  # its config.json
 
     @property
     def valid(self) -> bool:
@@ -26,33 +26,27 @@ class CheckpointInfo:
     def describe(self) -> str:
         if not self.valid:
             return f"{self.name}: not loadable ({self.problem})"
-        c = self.config
-        model, tok, metrics = c["model"], c["tokenizer"], c.get("metrics", {})
-        params = ModelConfig.from_dict(model).num_parameters()
-        corpus = Path(str(c.get("corpus", {}).get("path", "?"))).name or "?"
-        bpc = metrics.get("val_bits_per_char")
+        model, spec = self.spec.model, self.spec
+        corpus = Path(spec.corpus.path if spec.corpus else "?").name or "?"
+        bpc = spec.metrics.get("val_bits_per_char")
         score = f"{bpc:.2f} bits/char" if isinstance(bpc, (int, float)) else "not evaluated"
-        return (f"{self.name} · {model['cell']} {model['num_layers']}×{model['hidden_size']} "
-                f"({params / 1e6:.2f} M) · {tok['kind']} · {corpus} · {score}")
+        return (f"{self.name} · {model.cell} {model.num_layers}×{model.hidden_size} "
+                f"({model.num_parameters() / 1e6:.2f} M) · {spec.tokenizer.kind} · {corpus} · {score}")
 
 
 def describe_folder(folder: Path) -> CheckpointInfo:
     info = CheckpointInfo(folder.name, folder)
     try:
-        config = read_config(folder)
-        ModelConfig.from_dict(config["model"])
-        tokenizer_file = tokenizer_path(folder, config["tokenizer"]["kind"]).name
+        spec = read_spec(folder)
+        tokenizer_file = tokenizer_path(folder, spec.tokenizer.kind).name
     except ChatbotError as exc:
         info.problem = str(exc).replace(str(folder / CONFIG_FILE), CONFIG_FILE)
-        return info
-    except (KeyError, TypeError) as exc:
-        info.problem = f"{CONFIG_FILE} lacks {exc}"
         return info
     for name in (WEIGHTS_FILE, tokenizer_file):
         if not (folder / name).is_file():
             info.problem = f"{name} is missing"
             return info
-    info.config = config
+    info.spec = spec
     return info
 
 

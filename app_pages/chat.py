@@ -21,7 +21,7 @@ from chatbot.errors import ChatbotError
 from chatbot.lm.gates import memory_kept, trace
 from app_pages.pacing import StreamStats, paced
 from app_pages.plain_text import escape_markdown, escape_stream
-from chatbot.chat.sampling import SamplingConfig
+from chatbot.chat.sampling import SETTINGS, SamplingConfig, Setting
 from app_pages.transcript import transcript_json, transcript_markdown
 
 state = st.session_state
@@ -43,36 +43,28 @@ def sidebar_settings():
             with st.expander(f"{len(broken)} folder(s) in models/ cannot be loaded"):
                 for info in broken:
                     st.caption(escape_markdown(info.describe()))
+        # Each setting is declared once, with its range and help, in chatbot/chat/sampling.py.
         st.subheader("Sampling")
-        temperature = st.slider("Temperature", 0.0, 2.0, step=0.05, key="temperature",
-                                help="0 = always the likeliest token; higher = more surprising")
-        top_k = st.number_input("Top-k", 0, 5000, key="top_k", help="0 = off")
-        top_p = st.slider("Top-p", 0.05, 1.0, step=0.05, key="top_p", help="1 = off")
-        penalty = st.slider("Repetition penalty", 1.0, 2.0, step=0.05, key="repetition_penalty",
-                            help="1 = off")
-        min_p = st.slider("Min-p", 0.0, 0.5, step=0.01, key="min_p",
-                          help="drop tokens less likely than this fraction of the likeliest; 0 = off")
-        typical_p = st.slider("Typical-p", 0.05, 1.0, step=0.05, key="typical_p",
-                              help="keep the tokens closest to the expected surprise; 1 = off")
-        max_new = st.number_input("Max new tokens", 1, 5000, key="max_new_tokens")
-        beam = st.number_input("Beam width", 1, 8, key="beam_width",
-                               help="1 = sample; more = beam search (temperature and filters then do not apply)")
-        relevance = st.slider("Relevance", 0.0, 1.0, step=0.05, key="relevance",
-                              help="penalise generic replies (beam search); 0 = off")
+        values = {key: setting_widget(key, s) for key, s in SETTINGS.items() if s.group == "sampling"}
         fixed = st.checkbox("Fixed seed", key="use_seed", help="the same seed gives the same replies")
         seed = st.number_input("Seed", 0, 2**31 - 1, key="seed", disabled=not fixed)
+        st.subheader("Beam search")
+        values.update({key: setting_widget(key, s) for key, s in SETTINGS.items() if s.group == "beam search"})
     if name is None:
         st.stop()
-    sampling = SamplingConfig(temperature=float(temperature), top_k=int(top_k), top_p=float(top_p),
-                              repetition_penalty=float(penalty), max_new_tokens=int(max_new),
-                              min_p=float(min_p), typical_p=float(typical_p), beam_width=int(beam),
-                              relevance=float(relevance),
-                              seed=int(seed) if fixed else None)
+    sampling = SamplingConfig(**values, seed=int(seed) if fixed else None)
     return valid[name], sampling
 
 
-SAMPLING_KEYS = ("temperature", "top_k", "top_p", "repetition_penalty", "min_p", "typical_p",
-                 "max_new_tokens", "beam_width", "relevance")
+def setting_widget(key: str, s: Setting):
+    """A whole number gets a number box, a fraction a slider over the range the library accepts
+    (an open end, which a slider cannot leave out, starts or stops one step inside)."""
+    if s.whole:
+        return int(st.number_input(s.label, int(s.low), None if s.high is None else int(s.high),
+                                   key=key, help=s.help))
+    low = s.low + s.step if s.open_low else s.low
+    high = s.high - s.step if s.open_high else s.high
+    return float(st.slider(s.label, float(low), float(high), step=s.step, key=key, help=s.help))
 
 
 def begin_conversation(conversation_id: str, stored: StoredConversation | None = None) -> None:
@@ -87,8 +79,8 @@ def begin_conversation(conversation_id: str, stored: StoredConversation | None =
         return
     if stored.model in {i.name for i in list_checkpoints(models_dir()) if i.valid}:
         state.model_name = stored.model
-    for key in SAMPLING_KEYS:
-        if isinstance(stored.sampling.get(key), (int, float)):
+    for key, setting in SETTINGS.items():
+        if setting.accepts(stored.sampling.get(key)):
             state[key] = stored.sampling[key]
     seed = stored.sampling.get("seed")
     state.use_seed = isinstance(seed, int)

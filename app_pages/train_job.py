@@ -13,11 +13,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from chatbot.chat.sampling import SamplingConfig
 from chatbot.chat.session import ChatSession
 from chatbot.errors import ChatbotError
+from chatbot.lm.model import ModelConfig
+from chatbot.lm.spec import CorpusInfo, RunSpec, TokenizerSpec, TrainConfig
+from chatbot.train.loop import Trainer, train
 from chatbot.train.presets import Preset
-from chatbot.chat.sampling import SamplingConfig
-from chatbot.train.loop import TrainConfig, Trainer, train
 
 
 @dataclass(frozen=True)
@@ -84,12 +86,13 @@ class TrainingJob:
     def _run(self) -> None:
         r = self.request
         settings = {**r.preset.train_settings(), "eval_every": r.eval_every}
-        cfg = TrainConfig(**settings, max_steps=r.max_steps, time_budget=r.time_budget, seed=r.seed,
-                          warmup_steps=min(50, r.eval_every))
         try:
-            result = train(r.corpus, r.out, r.tokenizer, r.vocab_size, r.preset.model_settings(), cfg,
-                           command=f"(lstm-chat app: preset {r.preset.name}, budget {r.time_budget:.0f} s)",
-                           on_event=self._on_event, on_trainer=self._attach)
+            spec = RunSpec(TokenizerSpec(r.tokenizer, r.vocab_size), ModelConfig(**r.preset.model_settings()),
+                           TrainConfig(**settings, max_steps=r.max_steps, time_budget=r.time_budget,
+                                       seed=r.seed, warmup_steps=min(50, r.eval_every)),
+                           CorpusInfo(str(r.corpus)),
+                           command=f"(lstm-chat app: preset {r.preset.name}, budget {r.time_budget:.0f} s)")
+            result = train(spec, r.out, on_event=self._on_event, on_trainer=self._attach)
         except ChatbotError as exc:
             self._finish("failed", error=str(exc))
         except Exception as exc:  # noqa: BLE001  the page must hear about any failure

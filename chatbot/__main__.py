@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .chat.sampling import SamplingConfig
+from .chat.sampling import SETTINGS, SamplingConfig
 from .chat.session import ChatSession
 from .errors import ChatbotError
 from .lm.checkpoint import load_checkpoint
@@ -19,30 +19,20 @@ CHAT_HELP = """commands: /reset (fresh memory)  /regen (new version of the last 
 
 
 def add_sampling_flags(p: argparse.ArgumentParser):
-    d = SamplingConfig()
     p.add_argument("--model", default="models/default", help="checkpoint folder")
-    p.add_argument("--temperature", type=float, default=d.temperature, help="0 = greedy")
-    p.add_argument("--top-k", type=int, default=d.top_k, help="0 = off")
-    p.add_argument("--top-p", type=float, default=d.top_p, help="1 = off")
-    p.add_argument("--repetition-penalty", type=float, default=d.repetition_penalty, help="1 = off")
-    p.add_argument("--min-p", type=float, default=d.min_p,
-                   help="drop tokens below this fraction of the likeliest one's probability; 0 = off")
-    p.add_argument("--typical-p", type=float, default=d.typical_p,
-                   help="locally typical sampling mass; 1 = off")
-    p.add_argument("--beam-width", type=int, default=d.beam_width,
-                   help="beam search with this many beams instead of sampling; 1 = off")
-    p.add_argument("--relevance", type=float, default=d.relevance,
-                   help="penalise replies likely without the conversation (uses beam search); 0 = off")
-    p.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens)
+    defaults, groups = SamplingConfig(), {}
+    for name, s in SETTINGS.items():  # declared once, in chatbot/chat/sampling.py
+        if s.group not in groups:
+            groups[s.group] = p.add_argument_group(s.group)
+        groups[s.group].add_argument(f"--{name.replace('_', '-')}", type=int if s.whole else float,
+                                     default=getattr(defaults, name), help=f"{s.help} ({s.rule()})")
     p.add_argument("--stop", action="append", default=[], help="stop after this string (repeatable)")
     p.add_argument("--seed", type=int, help="makes the output repeatable")
 
 
 def sampling_from(args) -> SamplingConfig:
-    return SamplingConfig(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                          repetition_penalty=args.repetition_penalty, min_p=args.min_p,
-                          typical_p=args.typical_p, beam_width=args.beam_width, relevance=args.relevance,
-                          max_new_tokens=args.max_new_tokens, stop=tuple(args.stop), seed=args.seed)
+    return SamplingConfig(**{name: getattr(args, name) for name in SETTINGS},
+                          stop=tuple(args.stop), seed=args.seed)
 
 
 def stream_out(pieces) -> None:

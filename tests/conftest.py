@@ -44,13 +44,22 @@ def chat_corpus(tmp_path_factory) -> Path:
 def tiny_checkpoint(tmp_path_factory, chat_corpus) -> Path:
     """A 2-layer LSTM trained for a few seconds on the chat corpus by the real trainer
     (it learns the six conversations well: validation is about 0.2 nats/char)."""
-    from chatbot.train.loop import TrainConfig, train
+    from chatbot.lm.spec import TrainConfig
+    from chatbot.train.loop import train
 
     out = tmp_path_factory.mktemp("ckpt") / "tiny"
-    train(chat_corpus, out, "char", model_settings={"hidden_size": 96, "num_layers": 2},
-          cfg=TrainConfig(max_steps=600, seq_len=32, batch_size=8, eval_every=300, lr=1e-2,
-                          warmup_steps=10))
+    train(run_spec(chat_corpus, TrainConfig(max_steps=600, seq_len=32, batch_size=8, eval_every=300,
+                                            lr=1e-2, warmup_steps=10), hidden_size=96, num_layers=2), out)
     return out
+
+
+def run_spec(corpus, training, tokenizer: str = "char", vocab_size: int | None = None, **model):
+    """What train_lm.py builds from its flags: a `tokenizer` and a model with `model` settings,
+    trained on `corpus` with `training` (a TrainConfig)."""
+    from chatbot.lm.model import ModelConfig
+    from chatbot.lm.spec import CorpusInfo, RunSpec, TokenizerSpec
+
+    return RunSpec(TokenizerSpec(tokenizer, vocab_size), ModelConfig(**model), training, CorpusInfo(str(corpus)))
 
 
 def run_cli(*args: str, input: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:

@@ -8,7 +8,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from app_pages.plain_text import escape_markdown
-from conftest import CONVERSATIONS, ROOT, write_chat_corpus
+from conftest import CONVERSATIONS, ROOT, run_spec, write_chat_corpus
 
 MARKUP = "Literal $x$ and **b** and <b>bold</b> # end"
 
@@ -232,9 +232,10 @@ def test_inspect_page_shows_the_last_reply_and_typed_text(app_env):
 
 @pytest.mark.parametrize("cell, charts", [("gru", 4), ("rnn", 2)])
 def test_inspect_page_for_gru_and_rnn_models(app_env, chat_corpus, cell, charts):
-    from chatbot.train.loop import TrainConfig, train
-    train(chat_corpus, app_env / f"a-{cell}", "char", None, {"cell": cell, "hidden_size": 32},
-          TrainConfig(max_steps=20, seq_len=16, batch_size=4, eval_every=20))
+    from chatbot.lm.spec import TrainConfig
+    from chatbot.train.loop import train
+    train(run_spec(chat_corpus, TrainConfig(max_steps=20, seq_len=16, batch_size=4, eval_every=20),
+                   cell=cell, hidden_size=32), app_env / f"a-{cell}")
     at = start(temperature=0.0)
     assert at.sidebar.selectbox(key="model_name").value == f"a-{cell}"
     say(at, "hello")

@@ -11,8 +11,9 @@ from chatbot.chat.session import ChatSession
 from chatbot.lm.checkpoint import load_checkpoint
 from chatbot.errors import ChatbotError
 from chatbot.chat.sampling import Reply, SamplingConfig, choose_token, sample_reply, typical_filter
-from chatbot.train.loop import TrainConfig, train
-from conftest import ROOT
+from chatbot.lm.spec import TrainConfig
+from chatbot.train.loop import train
+from conftest import ROOT, run_spec
 
 PROMPTS = ["hello", "what is an lstm?", "my name is Mina", "오늘 날씨 어때요?", "what does the forget gate do?",
            "tell me more"]
@@ -29,8 +30,8 @@ def model(request, tiny_checkpoint, chat_corpus, tmp_path_factory):
         return load_checkpoint(tiny_checkpoint)
     kind, cell = request.param.split("-")
     out = tmp_path_factory.mktemp(request.param) / "m"
-    train(chat_corpus, out, kind, 400, {"cell": cell, "hidden_size": 48},
-          TrainConfig(max_steps=150, seq_len=16, batch_size=8, eval_every=150, lr=1e-2, warmup_steps=5))
+    train(run_spec(chat_corpus, TrainConfig(max_steps=150, seq_len=16, batch_size=8, eval_every=150, lr=1e-2,
+                                            warmup_steps=5), kind, 400, cell=cell, hidden_size=48), out)
     return load_checkpoint(out)
 
 

@@ -13,9 +13,10 @@ import pytest
 from chatbot.chat.session import ChatSession, reply_seed
 from chatbot.lm.checkpoint import load_checkpoint
 from chatbot.chat.sampling import SamplingConfig
-from chatbot.train.loop import TrainConfig, train
+from chatbot.lm.spec import TrainConfig
+from chatbot.train.loop import train
 from browser_harness import CHROMIUM, Chat, app_server, browser_page
-from conftest import ROOT
+from conftest import ROOT, run_spec
 
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
 MARKUP = "Literal $x$ and **b** and <b>bold</b> # end"
@@ -31,8 +32,8 @@ def train_slow_talker(folder: Path) -> Path:
     corpus.write_text("The cell state carries memory from step to step while the gates decide "
                       "what to keep. " * 300, encoding="utf-8")
     out = folder / "models" / "plain-slow"
-    train(corpus, out, "char", None, {"hidden_size": 768, "num_layers": 2},
-          TrainConfig(max_steps=40, seq_len=32, batch_size=8, eval_every=40, warmup_steps=5))
+    train(run_spec(corpus, TrainConfig(max_steps=40, seq_len=32, batch_size=8, eval_every=40, warmup_steps=5),
+                   hidden_size=768, num_layers=2), out)
     shutil.rmtree(out / "resume")
     return out
 

@@ -42,8 +42,7 @@ def test_config_records_model_tokenizer_training_corpus_and_metrics(tiny_checkpo
 
 def test_round_trip_gives_identical_logits_and_generation(tiny_checkpoint, tmp_path):
     first = load_checkpoint(tiny_checkpoint)
-    save_checkpoint(tmp_path / "copy", first.model, first.tokenizer,
-                    {k: v for k, v in first.config.items() if k not in ("format", "model", "tokenizer")})
+    save_checkpoint(tmp_path / "copy", first.model, first.tokenizer, first.spec)
     second = load_checkpoint(tmp_path / "copy")
     ids = torch.tensor([first.tokenizer.encode("hello, what does the forget gate do?")])
     with torch.inference_mode():

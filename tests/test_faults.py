@@ -17,8 +17,9 @@ import chatbot.train.loop
 from chatbot.lm.checkpoint import load_checkpoint
 from chatbot.errors import ChatbotError
 from chatbot.train.run_state import LATEST, RESUME_DIR
-from chatbot.train.loop import TrainConfig, train
-from conftest import ROOT, run_cli, write_chat_corpus
+from chatbot.lm.spec import TrainConfig
+from chatbot.train.loop import train
+from conftest import ROOT, run_cli, run_spec, write_chat_corpus
 from test_training import SMALL, log_records
 
 STEPS = ["--max-steps", "150", "--eval-every", "50", "--checkpoint-every", "1"]
@@ -91,7 +92,7 @@ def test_a_failed_write_stops_the_run_and_keeps_the_previous_resume_point(chat_c
     cfg = TrainConfig(max_steps=40, seq_len=16, batch_size=4, eval_every=20, checkpoint_every=5, warmup_steps=5)
     with pytest.raises(ChatbotError, match="could not write the resume point .*No space left on device"
                                            ".*previous one is kept.*--resume"):
-        train(chat_corpus, tmp_path / "full", "char", None, {"hidden_size": 32}, cfg)
+        train(run_spec(chat_corpus, cfg, hidden_size=32), tmp_path / "full")
     monkeypatch.undo()
     out = tmp_path / "full"
     assert snapshot_step(out) == 5 and not debris(out)
@@ -106,8 +107,8 @@ def test_too_little_disk_space_is_refused_before_training(chat_corpus, tmp_path,
 
     monkeypatch.setattr(chatbot.train.loop.shutil, "disk_usage", lambda path: Usage)
     with pytest.raises(ChatbotError, match=r"only 0\.1 MB free .* need about .* MB"):
-        train(chat_corpus, tmp_path / "small-disk", "char", None, {"hidden_size": 32},
-              TrainConfig(max_steps=5, seq_len=16, batch_size=4))
+        train(run_spec(chat_corpus, TrainConfig(max_steps=5, seq_len=16, batch_size=4), hidden_size=32),
+              tmp_path / "small-disk")
     assert not (tmp_path / "small-disk" / "train_log.jsonl").exists()
 
 
@@ -120,8 +121,8 @@ def test_a_token_cache_that_would_not_fit_is_refused_before_it_is_written(tmp_pa
     monkeypatch.setattr(chatbot.train.loop.shutil, "disk_usage", lambda path: Usage)
     with pytest.raises(ChatbotError, match=r"only 4\.0 MB free .* need about 0\.\d MB and its token "
                                            r"cache 6\.0 MB\. Free some space"):
-        train(tmp_path / "big.txt", tmp_path / "out", "char", None, {"hidden_size": 32, "num_layers": 1},
-              TrainConfig(max_steps=5, seq_len=16, batch_size=4))
+        train(run_spec(tmp_path / "big.txt", TrainConfig(max_steps=5, seq_len=16, batch_size=4), hidden_size=32,
+                       num_layers=1), tmp_path / "out")
     assert not (tmp_path / "out" / "token-cache").exists()
 
 
@@ -141,6 +142,6 @@ def test_a_diverging_loss_stops_the_run_and_keeps_the_last_good_checkpoint(chat_
     cfg = TrainConfig(max_steps=200, seq_len=16, batch_size=4, eval_every=1, warmup_steps=1, lr=1e6, grad_clip=1e9)
     with pytest.raises(ChatbotError, match=r"the loss became (nan|inf) at step \d+; stopping. The last good "
                                            r"checkpoint is kept. Lower --lr"):
-        train(chat_corpus, tmp_path / "nan", "char", None, {"hidden_size": 32}, cfg)
+        train(run_spec(chat_corpus, cfg, hidden_size=32), tmp_path / "nan")
     ckpt = load_checkpoint(tmp_path / "nan")
     assert all(p.isfinite().all() for p in ckpt.model.parameters())

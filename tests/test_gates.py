@@ -8,7 +8,9 @@ from chatbot.chat.session import ChatSession
 from chatbot.lm.checkpoint import load_checkpoint
 from chatbot.lm.gates import memory_kept, trace
 from chatbot.chat.sampling import SamplingConfig
-from chatbot.train.loop import TrainConfig, train
+from chatbot.lm.spec import TrainConfig
+from chatbot.train.loop import train
+from conftest import run_spec
 
 CELLS = ["lstm", "gru", "rnn"]
 
@@ -17,8 +19,8 @@ CELLS = ["lstm", "gru", "rnn"]
 def trained(request, chat_corpus, tmp_path_factory):
     """A tiny model of each cell type, really trained by train()."""
     out = tmp_path_factory.mktemp(request.param) / "m"
-    train(chat_corpus, out, "char", None, {"cell": request.param, "hidden_size": 40, "num_layers": 3},
-          TrainConfig(max_steps=60, seq_len=32, batch_size=8, eval_every=60, lr=1e-2, warmup_steps=5))
+    train(run_spec(chat_corpus, TrainConfig(max_steps=60, seq_len=32, batch_size=8, eval_every=60, lr=1e-2,
+                                            warmup_steps=5), cell=request.param, hidden_size=40, num_layers=3), out)
     return load_checkpoint(out)
 
 

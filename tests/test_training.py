@@ -16,8 +16,9 @@ from chatbot.lm.checkpoint import load_checkpoint
 from chatbot.errors import ChatbotError
 from chatbot.train.presets import PRESETS
 from chatbot.train.device import native_bf16, resolve_precision
-from chatbot.train.loop import TrainConfig, learning_rate, train
-from conftest import ROOT, run_cli, write_chat_corpus
+from chatbot.lm.spec import TrainConfig
+from chatbot.train.loop import learning_rate, train
+from conftest import ROOT, run_cli, run_spec, write_chat_corpus
 
 SMALL = ["--tokenizer", "char", "--hidden-size", "32", "--seq-len", "16", "--batch-size", "4",
          "--lr", "0.01", "--warmup-steps", "5"]
@@ -40,9 +41,9 @@ def test_validation_loss_falls_within_seconds(tiny_checkpoint):
 def test_bpe_and_unigram_models_report_loss_per_character(chat_corpus, tmp_path):
     results = {}
     for kind in ("char", "bpe", "unigram"):
-        results[kind] = train(chat_corpus, tmp_path / kind, kind, 400 if kind != "char" else None,
-                              {"hidden_size": 32}, TrainConfig(max_steps=30, seq_len=16, batch_size=4,
-                                                               eval_every=30, warmup_steps=5))
+        cfg = TrainConfig(max_steps=30, seq_len=16, batch_size=4, eval_every=30, warmup_steps=5)
+        results[kind] = train(run_spec(chat_corpus, cfg, kind, 400 if kind != "char" else None, hidden_size=32),
+                              tmp_path / kind)
         load_checkpoint(tmp_path / kind)  # every kind chats: it loads back
     for kind, r in results.items():
         # per character, so all three sit on one scale between a perfect and a uniform guess
@@ -61,8 +62,8 @@ def test_learning_rate_warms_up_then_decays_by_cosine():
 
 
 def test_time_budget_stops_the_run(chat_corpus, tmp_path):
-    result = train(chat_corpus, tmp_path / "t", "char", None, {"hidden_size": 32},
-                   TrainConfig(max_steps=10**6, time_budget=1.5, seq_len=16, batch_size=4, eval_every=10**6))
+    cfg = TrainConfig(max_steps=10**6, time_budget=1.5, seq_len=16, batch_size=4, eval_every=10**6)
+    result = train(run_spec(chat_corpus, cfg, hidden_size=32), tmp_path / "t")
     assert result["reason"] == "time budget reached"
     assert 0 < result["steps"] < 10**6 and result["train_seconds"] >= 1.5
     load_checkpoint(tmp_path / "t")
@@ -124,12 +125,12 @@ def test_bf16_training_learns_and_saves_fp32_weights(chat_corpus, tmp_path):
     the carried state stays fp32, and the checkpoint is plain fp32 that chats anywhere."""
     cfg = TrainConfig(max_steps=60, seq_len=16, batch_size=4, eval_every=30, warmup_steps=5, lr=0.01,
                       precision="bf16")
-    result = train(chat_corpus, tmp_path / "b", "char", None, {"hidden_size": 32}, cfg)
+    result = train(run_spec(chat_corpus, cfg, hidden_size=32), tmp_path / "b")
     evals = log_records(tmp_path / "b", "val_nats_per_char")
     assert evals[-1]["val_nats_per_char"] < evals[0]["val_nats_per_char"]
     ckpt = load_checkpoint(tmp_path / "b")
     assert all(p.dtype == torch.float32 for p in ckpt.model.parameters())
-    assert ckpt.config["training"]["precision"] == "bf16" and result["steps"] == 60
+    assert ckpt.spec.training.precision == "bf16" and result["steps"] == 60
 
 
 def test_bf16_that_fails_here_falls_back_under_auto_and_is_refused_when_asked(chat_corpus, tmp_path, monkeypatch):
@@ -149,10 +150,10 @@ def test_bf16_that_fails_here_falls_back_under_auto_and_is_refused_when_asked(ch
     with pytest.raises(ChatbotError, match=r"--precision bf16 does not work for this model on cpu "
                                            r"\(\"_thnn_fused_lstm_cell\" not implemented for 'BFloat16'\); "
                                            r"use --precision fp32"):
-        train(chat_corpus, tmp_path / "asked", "char", None, {"hidden_size": 32}, replace(cfg, precision="bf16"))
-    result = train(chat_corpus, tmp_path / "auto", "char", None, {"hidden_size": 32}, replace(cfg, precision="auto"))
+        train(run_spec(chat_corpus, replace(cfg, precision="bf16"), hidden_size=32), tmp_path / "asked")
+    result = train(run_spec(chat_corpus, replace(cfg, precision="auto"), hidden_size=32), tmp_path / "auto")
     assert result["steps"] == 3
-    assert load_checkpoint(tmp_path / "auto").config["training"]["precision"] == "fp32"
+    assert load_checkpoint(tmp_path / "auto").spec.training.precision == "fp32"
 
 
 def test_precision_auto_resolves_to_what_the_hardware_has():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Iterator
 
 import torch
@@ -18,55 +18,79 @@ MAX_BEAM_WIDTH = 16
 
 
 @dataclass(frozen=True)
-class SamplingConfig:
-    """Sampling controls, checked on creation so a bad value fails with a clear message."""
+class Setting:
+    """One setting, declared once: the chat page's widgets, the command-line flags, the
+    validation and restoring a saved conversation are all built from it."""
 
-    temperature: float = 0.8  # 0 = greedy; higher = more random
-    top_k: int = 0  # keep only the k likeliest tokens; 0 = off
-    top_p: float = 1.0  # keep the smallest set whose probability reaches p; 1 = off
-    repetition_penalty: float = 1.0  # >1 makes tokens already in the reply less likely; 1 = off
-    min_p: float = 0.0  # drop tokens less likely than min_p x the likeliest one; 0 = off
-    typical_p: float = 1.0  # keep the tokens closest to the expected surprise, up to this mass; 1 = off
-    max_new_tokens: int = 300
+    label: str
+    low: float
+    high: float | None  # None: no upper limit
+    help: str
+    step: float | None = None  # a slider's step; None for a whole number
+    open_low: bool = False  # `low` itself is not allowed
+    open_high: bool = False
+    group: str = "sampling"  # or "beam search": beam_width and relevance decide whether it runs
+
+    @property
+    def whole(self) -> bool:
+        return self.step is None
+
+    def rule(self) -> str:
+        lo, hi = f"{self.low:g}", f"{self.high:g}" if self.high is not None else None
+        if self.whole:
+            return f"a whole number from {lo} to {hi}" if hi else f"a whole number >= {lo}"
+        if self.open_low or self.open_high:
+            return f"in {'(' if self.open_low else '['}{lo}, {hi}{')' if self.open_high else ']'}"
+        return f"a number from {lo} to {hi}"
+
+    def accepts(self, value) -> bool:
+        if isinstance(value, bool) or not isinstance(value, int if self.whole else (int, float)):
+            return False
+        if not math.isfinite(value) or value < self.low or (self.open_low and value == self.low):
+            return False
+        return self.high is None or value < self.high or (value == self.high and not self.open_high)
+
+
+def setting(default, label: str, low: float, high: float | None, help: str, **options):
+    return field(default=default, metadata={"setting": Setting(label, low, high, help, **options)})
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How a reply is chosen, checked on creation so a bad value fails with a clear message."""
+
+    temperature: float = setting(0.8, "Temperature", 0, 10, "0 = always the likeliest token (greedy); "
+                                 "higher = more surprising", step=0.05)
+    top_k: int = setting(0, "Top-k", 0, None, "keep only the k likeliest tokens; 0 = off")
+    top_p: float = setting(1.0, "Top-p", 0, 1, "keep the smallest set of tokens whose probability "
+                           "reaches p; 1 = off", step=0.05, open_low=True)
+    repetition_penalty: float = setting(1.0, "Repetition penalty", 1, 10, "above 1, tokens already "
+                                        "in the reply are less likely; 1 = off", step=0.05)
+    min_p: float = setting(0.0, "Min-p", 0, 1, "drop tokens less likely than this fraction of the "
+                           "likeliest one; 0 = off", step=0.01, open_high=True)
+    typical_p: float = setting(1.0, "Typical-p", 0, 1, "keep the tokens closest to the expected "
+                               "surprise, up to this probability mass; 1 = off", step=0.05, open_low=True)
+    max_new_tokens: int = setting(300, "Max new tokens", 1, MAX_NEW_TOKENS_LIMIT, "the longest reply, in tokens")
     stop: tuple[str, ...] = ()  # stop right after any of these strings appears in the reply
     seed: int | None = None
-    beam_width: int = 1  # >1: beam search instead of sampling (see chatbot/chat/beam.py)
-    relevance: float = 0.0  # >0: penalise replies likely without the conversation (beam search)
+    beam_width: int = setting(1, "Beam width", 1, MAX_BEAM_WIDTH, "beam search with this many beams "
+                              "instead of sampling (temperature and filters then do not apply); 1 = off",
+                              group="beam search")
+    relevance: float = setting(0.0, "Relevance", 0, 2, "penalise replies likely without the "
+                               "conversation (uses beam search); 0 = off", step=0.05, group="beam search")
 
     def __post_init__(self):
-        def bad(name: str, value, rule: str):
-            raise ChatbotError(f"{name} must be {rule}, got {value!r}.")
-
-        t = self.temperature
-        if not isinstance(t, (int, float)) or not math.isfinite(t) or not 0 <= t <= 10:
-            bad("temperature", t, "a number from 0 (greedy) to 10")
-        if not isinstance(self.top_k, int) or isinstance(self.top_k, bool) or self.top_k < 0:
-            bad("top_k", self.top_k, "a whole number >= 0 (0 turns it off)")
-        p = self.top_p
-        if not isinstance(p, (int, float)) or not math.isfinite(p) or not 0 < p <= 1:
-            bad("top_p", p, "in (0, 1] (1 turns it off)")
-        r = self.repetition_penalty
-        if not isinstance(r, (int, float)) or not math.isfinite(r) or not 1 <= r <= 10:
-            bad("repetition_penalty", r, "a number from 1 (off) to 10")
-        m = self.min_p
-        if not isinstance(m, (int, float)) or not math.isfinite(m) or not 0 <= m < 1:
-            bad("min_p", m, "in [0, 1) (0 turns it off)")
-        t = self.typical_p
-        if not isinstance(t, (int, float)) or not math.isfinite(t) or not 0 < t <= 1:
-            bad("typical_p", t, "in (0, 1] (1 turns it off)")
-        w = self.beam_width
-        if not isinstance(w, int) or isinstance(w, bool) or not 1 <= w <= MAX_BEAM_WIDTH:
-            bad("beam_width", w, f"a whole number from 1 (no beam search) to {MAX_BEAM_WIDTH}")
-        rel = self.relevance
-        if not isinstance(rel, (int, float)) or not math.isfinite(rel) or not 0 <= rel <= 2:
-            bad("relevance", rel, "a number from 0 (off) to 2")
-        n = self.max_new_tokens
-        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_NEW_TOKENS_LIMIT:
-            bad("max_new_tokens", n, f"a whole number from 1 to {MAX_NEW_TOKENS_LIMIT}")
+        for name, s in SETTINGS.items():
+            if not s.accepts(getattr(self, name)):
+                raise ChatbotError(f"{name} must be {s.rule()}, got {getattr(self, name)!r}.")
         if isinstance(self.stop, str) or not all(isinstance(s, str) and s for s in self.stop):
-            bad("stop", self.stop, "a list of non-empty strings")
+            raise ChatbotError(f"stop must be a list of non-empty strings, got {self.stop!r}.")
         if self.seed is not None and (not isinstance(self.seed, int) or self.seed < 0):
-            bad("seed", self.seed, "a whole number >= 0")
+            raise ChatbotError(f"seed must be a whole number >= 0, got {self.seed!r}.")
+
+    @property
+    def beam_search(self) -> bool:
+        return self.beam_width > 1 or self.relevance > 0
 
     def settings(self) -> dict:
         """The settings as plain values for transcripts and saved conversations (stop strings
@@ -75,6 +99,11 @@ class SamplingConfig:
 
     def with_(self, **changes) -> "SamplingConfig":
         return replace(self, **changes)
+
+
+# Every declared setting by name, in the order the chat page and --help show them.
+SETTINGS: dict[str, Setting] = {f.name: f.metadata["setting"] for f in fields(SamplingConfig)
+                                if "setting" in f.metadata}
 
 
 def choose_token(logits: torch.Tensor, cfg: SamplingConfig, previous: list[int],

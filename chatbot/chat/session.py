@@ -171,7 +171,7 @@ class ChatSession:
     def _decode(self, logits: torch.Tensor, reply: Reply) -> Iterator[str]:
         """Sampling, or beam search when the settings ask for it."""
         cfg = self.sampling
-        if cfg.beam_width > 1 or cfg.relevance > 0:
+        if cfg.beam_search:
             fresh_logits, fresh_state = self._fresh_start() if cfg.relevance > 0 else (None, None)
             pieces = beam_reply(self.model, self.tokenizer, self.state, logits, cfg, reply,
                                 fresh_logits, fresh_state)

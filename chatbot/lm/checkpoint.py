@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -21,10 +21,9 @@ from safetensors.torch import save as st_save
 from ..atomic import atomic_write
 from ..errors import ChatbotError
 from ..text.tokenizers import Tokenizer, load_tokenizer
-from .model import LanguageModel, ModelConfig
+from .model import LanguageModel
+from .spec import CONFIG_FILE, FORMAT, RunSpec, TokenizerSpec, read_spec
 
-FORMAT = "lstm-chat/1"
-CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 
 
@@ -32,13 +31,13 @@ WEIGHTS_FILE = "model.safetensors"
 class Checkpoint:
     model: LanguageModel
     tokenizer: Tokenizer
-    config: dict  # the whole config.json: model, tokenizer, training, corpus, metrics
+    spec: RunSpec  # config.json: model, tokenizer, training, corpus, metrics
     folder: Path
     fingerprint: str = ""  # sha256 of the weights: a saved memory belongs to exactly these
 
     @property
     def metrics(self) -> dict:
-        return self.config.get("metrics", {})
+        return self.spec.metrics
 
 
 def tensor_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> bytes:
@@ -97,30 +96,15 @@ def _not_safetensors(raw: bytes) -> str | None:
     return "not a safetensors file (bad header: truncated or another format). Copy it again or retrain."
 
 
-def save_checkpoint(folder: Path, model: LanguageModel, tokenizer: Tokenizer, extra: dict) -> None:
-    """Write the weights, the tokenizer and config.json (model, tokenizer and `extra`)."""
+def save_checkpoint(folder: Path, model: LanguageModel, tokenizer: Tokenizer, spec: RunSpec) -> None:
+    """Write the weights, the tokenizer and config.json (the spec, with this model's and
+    tokenizer's own description)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     save_tensors(folder / WEIGHTS_FILE, model.weights_for_saving(), {"format": FORMAT})
     tokenizer.save(folder)
-    config = {"format": FORMAT, "model": model.config.to_dict(), "tokenizer": tokenizer.describe(), **extra}
-    atomic_write(folder / CONFIG_FILE, json.dumps(config, indent=2, ensure_ascii=False).encode())
-
-
-def read_config(folder: Path) -> dict:
-    path = Path(folder) / CONFIG_FILE
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ChatbotError(f"{path} is missing: the checkpoint folder is incomplete; "
-                           f"copy the whole folder or retrain.") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ChatbotError(f"{path}: not valid JSON ({exc}). The checkpoint is corrupt; retrain "
-                           f"or copy it again.") from None
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise ChatbotError(f"{path}: not an lstm-chat checkpoint config (expected \"format\": "
-                           f"\"{FORMAT}\").")
-    return config
+    spec = replace(spec, model=model.config, tokenizer=TokenizerSpec(**tokenizer.describe()))
+    atomic_write(folder / CONFIG_FILE, json.dumps(spec.to_json(), indent=2, ensure_ascii=False).encode())
 
 
 def load_checkpoint(folder: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
@@ -132,15 +116,9 @@ def load_checkpoint(folder: str | Path, device: str | torch.device = "cpu") -> C
     if not folder.is_dir():
         raise ChatbotError(f"no checkpoint at {folder}. Train one with: "
                            f"python train_lm.py --corpus corpora/ --out {folder}")
-    config = read_config(folder)
-    try:
-        model_cfg = ModelConfig.from_dict(config["model"])
-        kind = config["tokenizer"]["kind"]
-    except (KeyError, TypeError) as exc:
-        raise ChatbotError(f"{folder / CONFIG_FILE}: missing setting {exc}.") from None
-    except ChatbotError as exc:
-        raise ChatbotError(f"{folder / CONFIG_FILE}: {exc}") from None
-    tokenizer = load_tokenizer(folder, kind)
+    spec = read_spec(folder)
+    model_cfg = spec.model
+    tokenizer = load_tokenizer(folder, spec.tokenizer.kind)
     if tokenizer.vocab_size != model_cfg.vocab_size:
         raise ChatbotError(f"{folder}: the tokenizer has {tokenizer.vocab_size} tokens but "
                            f"config.json says the model has {model_cfg.vocab_size}; the files "
@@ -151,4 +129,4 @@ def load_checkpoint(folder: str | Path, device: str | torch.device = "cpu") -> C
     model.to(device).eval()
     with open(folder / WEIGHTS_FILE, "rb") as f:
         fingerprint = hashlib.file_digest(f, "sha256").hexdigest()[:16]
-    return Checkpoint(model, tokenizer, config, folder, fingerprint)
+    return Checkpoint(model, tokenizer, spec, folder, fingerprint)

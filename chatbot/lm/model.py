@@ -48,7 +48,7 @@ class GateBlock:
 class ModelConfig:
     """Every hyper-parameter that fixes the weights' shapes; stored in config.json."""
 
-    vocab_size: int
+    vocab_size: int = 0  # 0 until the tokenizer is trained: train() sets it to the tokenizer's size
     cell: str = "lstm"
     num_layers: int = 2
     hidden_size: int = 256
@@ -59,7 +59,9 @@ class ModelConfig:
     def __post_init__(self):
         if self.cell not in CELLS:
             raise ChatbotError(f"unknown cell {self.cell!r}: choose one of {', '.join(CELLS)}.")
-        for name in ("vocab_size", "num_layers", "hidden_size"):
+        if not isinstance(self.vocab_size, int) or self.vocab_size < 0:
+            raise ChatbotError(f"vocab_size must be a whole number (0: the tokenizer's), got {self.vocab_size!r}.")
+        for name in ("num_layers", "hidden_size"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ChatbotError(f"model setting {name} must be a positive whole number, "
                                    f"got {getattr(self, name)!r}.")

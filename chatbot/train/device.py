@@ -13,9 +13,6 @@ import torch.nn.functional as F
 from ..errors import ChatbotError
 from ..lm.model import LanguageModel
 
-PRECISIONS = ("auto", "fp32", "bf16")
-
-
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         if torch.cuda.is_available():

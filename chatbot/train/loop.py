@@ -14,7 +14,7 @@ import os
 import shutil
 import threading
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -25,60 +25,17 @@ from tqdm import tqdm
 from ..atomic import atomic_write
 from ..errors import ChatbotError
 from ..lm.checkpoint import save_checkpoint
-from ..lm.model import LanguageModel, ModelConfig
+from ..lm.model import LanguageModel
+from ..lm.spec import CorpusInfo, RunSpec, TokenizerSpec, TrainConfig
 from ..text.corpus import Corpus, load_corpus
 from ..text.token_cache import build_token_cache, cache_bytes, open_token_cache, token_cache_exists
 from ..text.tokenizers import Tokenizer, load_tokenizer, train_tokenizer
 from .data import Split, Streams, evaluate, split_ids
-from .device import PRECISIONS, checked_precision, pick_device, resolve_precision, training_loss
+from .device import checked_precision, pick_device, resolve_precision, training_loss
 from .distributed import World, from_environment, leave
-from .run_state import RunState, has_run_state, load_run_state, read_run_info, save_run_state
+from .run_state import RunState, has_run_state, load_run_state, read_run_spec, save_run_state
 
 LOG_FILE = "train_log.jsonl"
-
-
-@dataclass
-class TrainConfig:
-    """Optimisation settings; stored in config.json and in the resume state."""
-
-    seq_len: int = 128
-    batch_size: int = 32
-    lr: float = 3e-3
-    min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
-    warmup_steps: int = 50
-    weight_decay: float = 0.01
-    grad_clip: float = 1.0
-    max_steps: int | None = 2000  # optimizer steps of the whole run, counted across resumes
-    time_budget: float | None = None  # seconds of training in this invocation
-    eval_every: int = 100
-    checkpoint_every: int = 0  # steps between resume points; 0: at each evaluation only
-    val_fraction: float = 0.1
-    seed: int = 1337
-    device: str = "auto"
-    precision: str = "fp32"  # bf16: matmuls in bfloat16 under autocast, weights stay fp32;
-    # auto: bf16 where the hardware does it natively (AVX512-BF16/AMX CPUs, Ampere+ GPUs)
-
-    def __post_init__(self):
-        for name in ("seq_len", "batch_size", "eval_every"):
-            if getattr(self, name) < 1:
-                raise ChatbotError(f"--{name.replace('_', '-')} must be at least 1.")
-        if self.checkpoint_every < 0:
-            raise ChatbotError("--checkpoint-every must be 0 (at evaluations only) or a number of steps.")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ChatbotError("--max-steps must be at least 1.")
-        if self.time_budget is not None and not self.time_budget > 0:
-            raise ChatbotError("--time-budget must be a positive number of seconds.")
-        if not self.lr > 0:
-            raise ChatbotError("--lr must be positive.")
-        if not 0.0 <= self.min_lr_ratio <= 1.0:
-            raise ChatbotError(f"--min-lr-ratio must be between 0 and 1, got {self.min_lr_ratio}.")
-        if self.precision not in PRECISIONS:
-            raise ChatbotError(f"unknown --precision {self.precision!r}: choose {' or '.join(PRECISIONS)}.")
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "TrainConfig":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
 
 
 def learning_rate(cfg: TrainConfig, step: int, progress: float) -> float:
@@ -98,11 +55,12 @@ class Trainer:
     point, so a run resumes exactly, under any number of processes that divides the batch."""
 
     def __init__(self, out: Path, model: LanguageModel, tokenizer: Tokenizer, split: Split,
-                 cfg: TrainConfig, info: dict, device: torch.device,
-                 on_event: Callable[[dict], None] | None = None, world: World = World()):
+                 spec: RunSpec, cfg: TrainConfig, device: torch.device, world: World = World()):
+        """`spec` is what the checkpoints record; `cfg`, the settings this invocation runs
+        with (a resume may change a few, see train())."""
         self.out, self.model, self.tokenizer, self.split = Path(out), model, tokenizer, split
-        self.cfg, self.info, self.device, self.world = cfg, info, device, world
-        self.on_event = on_event or (lambda event: None)
+        self.spec, self.cfg, self.device, self.world = spec, cfg, device, world
+        self.on_event: Callable[[dict], None] = lambda event: None  # step and evaluation records
         self.streams = Streams(split.train, cfg.batch_size, cfg.seq_len, split.train_starts, cfg.seed)
         self.rows = world.share(self.streams.batch_size)
         self.local_batch = self.rows.stop - self.rows.start  # this rank's streams
@@ -115,7 +73,7 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": cfg.weight_decay},
              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.99))
-        self.run = RunState(0, 0, 0.0, None, model.initial_state(self.local_batch), info)
+        self.run = RunState(0, 0, 0.0, None, model.initial_state(self.local_batch), spec)
         self._stop = threading.Event()
         self._last_saved_step: int | None = None
 
@@ -217,7 +175,7 @@ class Trainer:
         improved = run.best_val is None or metrics["val_nats_per_char"] < run.best_val
         if improved and self.world.is_main:
             with self._writing("best checkpoint"):
-                save_checkpoint(self.out, self.model, self.tokenizer, {**self.info, "metrics": metrics})
+                save_checkpoint(self.out, self.model, self.tokenizer, replace(self.spec, metrics=metrics))
         if improved:
             run.best_val = metrics["val_nats_per_char"]
         self._save_resume_point(log)
@@ -305,35 +263,34 @@ def tokenizer_texts(corpus: Corpus, kind: str) -> Iterator[str]:
     return corpus.texts() if kind == "char" else corpus.sample_lines(SENTENCEPIECE_SAMPLE_CHARS)
 
 
-def train(corpus: str | Path | None, out: str | Path, tokenizer_kind: str = "char",
-          vocab_size: int | None = None, model_settings: dict | None = None,
-          cfg: TrainConfig | None = None, resume: bool = False, command: str = "",
-          resume_overrides: dict | None = None,
+def train(spec: RunSpec, out: str | Path, resume: bool = False, resume_overrides: dict | None = None,
           on_event: Callable[[dict], None] | None = None,
           on_trainer: Callable[[Trainer], None] | None = None) -> dict:
-    """Train (or resume) a run in `out`; returns the final metrics.
+    """Train (or resume) the run `spec` describes in `out`; returns the final metrics.
 
-    On --resume the run's saved settings are used, except `resume_overrides` (max_steps,
-    time_budget, device: what may change between invocations). Under torchrun every rank
-    calls this; see chatbot/train/distributed.py."""
+    `spec` names the corpus, the tokenizer, the model (its vocab_size is the tokenizer's) and
+    the training settings. On --resume the run's saved spec is used, except the corpus path
+    when one is given and `resume_overrides` (max_steps, time_budget, device,
+    checkpoint_every: what may change between invocations). Under torchrun every rank calls
+    this; see chatbot/train/distributed.py."""
     out = Path(out)
-    info = None
+    cfg, given = spec.training, spec.corpus
     if resume:
-        info = read_run_info(out)
-        saved = TrainConfig.from_dict(info["training"])
+        spec = read_run_spec(out)
         allowed = {"max_steps", "time_budget", "device", "checkpoint_every"}
-        overrides = {k: v for k, v in (resume_overrides or {}).items() if k in allowed}
-        cfg = TrainConfig(**{**asdict(saved), **overrides})
-        corpus = corpus or info["corpus"]["path"]
-    elif corpus is None:
+        cfg = replace(spec.training, **{k: v for k, v in (resume_overrides or {}).items() if k in allowed})
+    elif given is None:
         raise ChatbotError("--corpus is required (a .txt file, a .jsonl chat file or a folder).")
-    cfg = cfg or TrainConfig()
+    corpus = Path((given or spec.corpus).path)
     world, device = from_environment(pick_device(cfg.device))
     try:
         if world.is_main:
             check_out_folder(out, resume)
-        result = _train(Path(corpus), out, tokenizer_kind, vocab_size, model_settings, cfg, resume,
-                        command, info, on_event, on_trainer, world, device)
+        trainer = _prepare(spec, cfg, corpus, out, resume, world, device)
+        trainer.on_event = on_event or trainer.on_event
+        if on_trainer:
+            on_trainer(trainer)
+        result = trainer.fit()
         world.barrier()  # leave the group together
         return result
     except torch.distributed.DistError as exc:
@@ -346,26 +303,24 @@ def train(corpus: str | Path | None, out: str | Path, tokenizer_kind: str = "cha
         leave(world)
 
 
-def _train(corpus: Path, out: Path, tokenizer_kind: str, vocab_size: int | None,
-           model_settings: dict | None, cfg: TrainConfig, resume: bool, command: str,
-           info: dict | None, on_event, on_trainer, world: World, device: torch.device) -> dict:
+def _prepare(spec: RunSpec, cfg: TrainConfig, corpus: Path, out: Path, resume: bool, world: World,
+             device: torch.device) -> Trainer:
+    """Corpus -> tokenizer -> token cache -> model: a Trainer ready to fit (or resume)."""
     asked = cfg.precision
     cfg = replace(cfg, precision=resolve_precision(cfg.precision, device))
     torch.manual_seed(cfg.seed)
     text = load_corpus(corpus)
+    kind = spec.tokenizer.kind
     if resume:
-        if text.sha256 != info["corpus"]["sha256"]:
+        if text.sha256 != spec.corpus.sha256:
             raise ChatbotError(f"the corpus at {corpus} changed since this run started (sha256 "
                                f"differs), so --resume cannot continue it exactly. Restore the "
                                f"corpus or start a new run in another --out.")
-        tokenizer = load_tokenizer(out, info["tokenizer"]["kind"])
-        model_cfg = ModelConfig.from_dict(info["model"])
-    else:
-        if world.is_main:  # one tokenizer for every rank: rank 0 trains it, the others read it
-            train_tokenizer(tokenizer_kind, tokenizer_texts(text, tokenizer_kind), vocab_size).save(out)
-        world.barrier()
-        tokenizer = load_tokenizer(out, tokenizer_kind)
-        model_cfg = ModelConfig(vocab_size=tokenizer.vocab_size, **(model_settings or {}))
+    elif world.is_main:  # one tokenizer for every rank: rank 0 trains it, the others read it
+        train_tokenizer(kind, tokenizer_texts(text, kind), spec.tokenizer.vocab_size).save(out)
+    world.barrier()
+    tokenizer = load_tokenizer(out, kind)
+    model_cfg = spec.model if resume else replace(spec.model, vocab_size=tokenizer.vocab_size)
     model = LanguageModel(model_cfg).to(device)
     cfg = replace(cfg, precision=checked_precision(asked, cfg.precision, model, device))
     reused = token_cache_exists(text, tokenizer, out)
@@ -377,25 +332,20 @@ def _train(corpus: Path, out: Path, tokenizer_kind: str, vocab_size: int | None,
     ids = tokens.ids
     split = split_ids(ids, cfg.val_fraction, tokenizer, cfg.seq_len, tokens.doc_starts)
     if not resume:
-        info = {"model": model_cfg.to_dict(), "tokenizer": tokenizer.describe(),
-                "training": {**asdict(cfg), "command": command},
-                "corpus": {"path": str(corpus), "sha256": text.sha256,
-                           "files": [str(p) for p in text.paths], "characters": text.characters,
-                           "tokens": len(ids)}}
-    trainer = Trainer(out, model, tokenizer, split, cfg, info, device, on_event, world)
+        spec = replace(spec, model=model_cfg, tokenizer=TokenizerSpec(**tokenizer.describe()), training=cfg,
+                       corpus=CorpusInfo(str(corpus), text.sha256, [str(p) for p in text.paths],
+                                         text.characters, len(ids)))
+    trainer = Trainer(out, model, tokenizer, split, spec, cfg, device, world)
     if resume:
         trainer.resume()
-    if on_trainer:
-        on_trainer(trainer)
-    if not world.is_main:
-        return trainer.fit()
-    tqdm.write(f"{model_cfg.cell} {model_cfg.num_layers}x{model_cfg.hidden_size}, "
-               f"{model.num_parameters():,} parameters, {tokenizer.kind} tokenizer "
-               f"({tokenizer.vocab_size} tokens); {len(split.train):,} train / {len(split.val):,} "
-               f"validation tokens ({len(ids) / max(1, text.characters):.3f} tokens/char); "
-               f"{trainer.streams.batch_size} streams x {cfg.seq_len}; device {device}"
-               + (f"; {world.size} processes, {trainer.streams.batch_size // world.size} streams "
-                  f"each" if world.active else "")
-               + (f"; resuming at step {trainer.run.step}" if resume else "")
-               + f"\ntoken ids {'reused from' if tokens.reused else 'cached in'} {tokens.path}")
-    return trainer.fit()
+    if world.is_main:
+        tqdm.write(f"{model_cfg.cell} {model_cfg.num_layers}x{model_cfg.hidden_size}, "
+                   f"{model.num_parameters():,} parameters, {tokenizer.kind} tokenizer "
+                   f"({tokenizer.vocab_size} tokens); {len(split.train):,} train / {len(split.val):,} "
+                   f"validation tokens ({len(ids) / max(1, text.characters):.3f} tokens/char); "
+                   f"{trainer.streams.batch_size} streams x {cfg.seq_len}; device {device}"
+                   + (f"; {world.size} processes, {trainer.streams.batch_size // world.size} streams "
+                      f"each" if world.active else "")
+                   + (f"; resuming at step {trainer.run.step}" if resume else "")
+                   + f"\ntoken ids {'reused from' if tokens.reused else 'cached in'} {tokens.path}")
+    return trainer

@@ -20,6 +20,7 @@ from ..atomic import atomic_write
 from ..errors import ChatbotError
 from ..lm.checkpoint import load_tensors, save_tensors
 from ..lm.model import LanguageModel
+from ..lm.spec import RunSpec
 from ..lm.state import RecurrentState
 
 RESUME_DIR = "resume"
@@ -33,7 +34,7 @@ class RunState:
     train_seconds: float
     best_val: float | None
     carried: RecurrentState  # one row per text stream
-    info: dict  # model/tokenizer/training/corpus settings of the run, as in config.json
+    spec: RunSpec  # the run's settings, as in config.json
 
 
 def save_run_state(out: Path, model: LanguageModel, optimizer: torch.optim.Optimizer, run: RunState,
@@ -68,7 +69,7 @@ def _write_snapshot(folder: Path, model: LanguageModel, optimizer: torch.optim.O
     tensors.update({f"rng.torch.rank{r}": rng for r, rng in enumerate(rank_rngs or [])})
     save_tensors(folder / "trainer.safetensors", tensors, meta)
     state = {"step": run.step, "tokens_seen": run.tokens_seen, "train_seconds": run.train_seconds,
-             "best_val": run.best_val, "param_groups": opt["param_groups"], "run": run.info}
+             "best_val": run.best_val, "param_groups": opt["param_groups"], "run": run.spec.to_json()}
     atomic_write(folder / "state.json", json.dumps(state, indent=1, ensure_ascii=False).encode())
 
 
@@ -89,9 +90,9 @@ def has_run_state(out: Path) -> bool:
     return (root / LATEST).is_file() or (root / "state.json").is_file()
 
 
-def read_run_info(out: Path) -> dict:
+def read_run_spec(out: Path) -> RunSpec:
     """The settings the run was started with (to rebuild its model and tokenizer)."""
-    return _read_state_json(_snapshot(out) / "state.json")["run"]
+    return RunSpec.from_json(_read_state_json(_snapshot(out) / "state.json")["run"])
 
 
 def load_run_state(out: Path, model: LanguageModel, optimizer: torch.optim.Optimizer,
@@ -116,7 +117,7 @@ def load_run_state(out: Path, model: LanguageModel, optimizer: torch.optim.Optim
     carried = tuple(tensors[f"carried.{i}"].to(device) for i in range(n_carried))
     torch.set_rng_state(tensors.get(f"rng.torch.rank{rank}", tensors["rng.torch"]))
     return RunState(state["step"], state["tokens_seen"], state["train_seconds"], state["best_val"],
-                    RecurrentState.from_tensors(model.config.cell, carried), state["run"])
+                    RecurrentState.from_tensors(model.config.cell, carried), RunSpec.from_json(state["run"]))
 
 
 def _read_state_json(path: Path) -> dict:

@@ -1,0 +1,132 @@
+"""A run's spec: the tokenizer, the model and the training settings, and what the run read and
+reached. It *is* config.json: training writes it into every checkpoint (and into each resume
+point), loading a checkpoint and the model picker read it back.
+
+config.json keeps the layout of format "lstm-chat/1":
+    {"format", "model": ModelConfig, "tokenizer": {kind, vocab_size, file},
+     "training": TrainConfig + "command", "corpus": {path, sha256, files, characters, tokens},
+     "metrics": {val_nats_per_char, ...}}
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from ..errors import ChatbotError
+from .model import ModelConfig
+
+FORMAT = "lstm-chat/1"
+CONFIG_FILE = "config.json"
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+@dataclass
+class TokenizerSpec:
+    kind: str = "char"  # char | bpe | unigram
+    vocab_size: int | None = None  # asked of SentencePiece; after training, the actual size
+    file: str = ""  # the tokenizer's file in the checkpoint folder
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings; stored in config.json and in the resume state."""
+
+    seq_len: int = 128
+    batch_size: int = 32
+    lr: float = 3e-3
+    min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
+    warmup_steps: int = 50
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    max_steps: int | None = 2000  # optimizer steps of the whole run, counted across resumes
+    time_budget: float | None = None  # seconds of training in this invocation
+    eval_every: int = 100
+    checkpoint_every: int = 0  # steps between resume points; 0: at each evaluation only
+    val_fraction: float = 0.1
+    seed: int = 1337
+    device: str = "auto"
+    precision: str = "fp32"  # bf16: matmuls in bfloat16 under autocast, weights stay fp32;
+    # auto: bf16 where the hardware does it natively (AVX512-BF16/AMX CPUs, Ampere+ GPUs)
+
+    def __post_init__(self):
+        for name in ("seq_len", "batch_size", "eval_every"):
+            if getattr(self, name) < 1:
+                raise ChatbotError(f"--{name.replace('_', '-')} must be at least 1.")
+        if self.checkpoint_every < 0:
+            raise ChatbotError("--checkpoint-every must be 0 (at evaluations only) or a number of steps.")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ChatbotError("--max-steps must be at least 1.")
+        if self.time_budget is not None and not self.time_budget > 0:
+            raise ChatbotError("--time-budget must be a positive number of seconds.")
+        if not self.lr > 0:
+            raise ChatbotError("--lr must be positive.")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ChatbotError(f"--min-lr-ratio must be between 0 and 1, got {self.min_lr_ratio}.")
+        if self.precision not in PRECISIONS:
+            raise ChatbotError(f"unknown --precision {self.precision!r}: choose {' or '.join(PRECISIONS)}.")
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass
+class CorpusInfo:
+    path: str  # as given (a file or a folder)
+    sha256: str = ""  # of every file's name and bytes: a --resume checks the corpus is unchanged
+    files: list[str] = field(default_factory=list)
+    characters: int = 0
+    tokens: int = 0
+
+
+@dataclass
+class RunSpec:
+    tokenizer: TokenizerSpec = field(default_factory=TokenizerSpec)
+    model: ModelConfig = field(default_factory=ModelConfig)  # vocab_size 0: the tokenizer's
+    training: TrainConfig = field(default_factory=TrainConfig)
+    corpus: CorpusInfo | None = None
+    command: str = ""  # how the run was started
+    metrics: dict = field(default_factory=dict)  # the checkpoint's validation scores
+
+    def to_json(self) -> dict:
+        data = {"format": FORMAT, "model": self.model.to_dict(), "tokenizer": asdict(self.tokenizer),
+                "training": {**asdict(self.training), "command": self.command}}
+        if self.corpus is not None:
+            data["corpus"] = asdict(self.corpus)
+        if self.metrics:
+            data["metrics"] = self.metrics
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> "RunSpec":
+        """Raises ChatbotError, KeyError or TypeError for a config that is not one."""
+        training = data.get("training", {})
+        corpus = data.get("corpus")
+        return cls(TokenizerSpec(**data["tokenizer"]), ModelConfig.from_dict(data["model"]),
+                   TrainConfig.from_dict(training), CorpusInfo(**corpus) if corpus else None,
+                   training.get("command", ""), data.get("metrics", {}))
+
+
+def read_spec(folder: str | Path) -> RunSpec:
+    """A checkpoint folder's config.json, checked; every problem names the file and the fix."""
+    path = Path(folder) / CONFIG_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ChatbotError(f"{path} is missing: the checkpoint folder is incomplete; "
+                           f"copy the whole folder or retrain.") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ChatbotError(f"{path}: not valid JSON ({exc}). The checkpoint is corrupt; retrain "
+                           f"or copy it again.") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ChatbotError(f"{path}: not an lstm-chat checkpoint config (expected \"format\": "
+                           f"\"{FORMAT}\").")
+    try:
+        return RunSpec.from_json(data)
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ChatbotError(f"{path}: missing or unknown setting {exc}.") from None
+    except ChatbotError as exc:
+        raise ChatbotError(f"{path}: {exc}") from None
