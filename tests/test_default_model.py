@@ -26,11 +26,11 @@ def test_it_is_small_enough_to_ship():
 
 
 def test_config_records_how_it_was_made(ckpt):
-    config = ckpt.config
+    spec = ckpt.spec
     assert set(ckpt.metrics) >= {"val_nats_per_char", "val_bits_per_char", "steps", "tokens_seen",
                                  "train_seconds"}
-    assert config["corpus"]["sha256"] == load_corpus(ROOT / "corpora").sha256  # trained on what ships
-    command = config["training"]["command"]
+    assert spec.corpus.sha256 == load_corpus(ROOT / "corpora").sha256  # trained on what ships
+    command = spec.command
     assert shlex.split(command)[:2] == ["python", "train_lm.py"]
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert command in readme
