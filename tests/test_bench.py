@@ -77,3 +77,18 @@ def test_ui_stream_smoke_prints_its_table(tiny_checkpoint, chat_corpus):
     assert r.returncode == 0, r.stderr
     assert "| library (raw generator) |" in r.stdout and "| browser (streamlit run + Chromium) |" in r.stdout
     assert "app server peak RSS" in r.stdout
+
+
+def test_memory_recall_smoke_prints_its_table(tiny_checkpoint):
+    r = run_cli("bench/memory_recall.py", "--model", str(tiny_checkpoint), "--smoke", timeout=300)
+    assert r.returncode == 0, r.stderr
+    rows = [line for line in r.stdout.splitlines() if line.startswith("| English") or line.startswith("| Korean")]
+    assert len(rows) == 2 and all(row.count("%") == 2 for row in rows)
+    assert "none in the corpus" in r.stdout
+
+
+def test_context_use_smoke_prints_its_table(tiny_checkpoint):
+    r = run_cli("bench/context_use.py", "--model", str(tiny_checkpoint), "--smoke", timeout=300)
+    assert r.returncode == 0, r.stderr
+    both = [line for line in r.stdout.splitlines() if line.startswith("| both |")]
+    assert len(both) == 1 and both[0].split(" | ")[-1].rstrip(" |").lstrip("+-").replace(".", "").isdigit()

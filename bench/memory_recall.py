@@ -1,0 +1,136 @@
+"""Does the bot remember what it was told? Tell it a fact, chat k unrelated turns, ask for it
+back, with greedy decoding, in English and Korean; report how often the reply holds the fact.
+
+The facts are names, pets' names, code words and cities made up when the bench runs (the
+same invented-word generator as the corpus's memory curriculum, with another seed), and the
+bench checks that none of them occurs anywhere in the corpus, so a hit is a copy through
+the recurrent state, never a recitation.
+
+    python bench/memory_recall.py --model models/default
+    python bench/memory_recall.py --model models/default --trials 50 --distances 0 1 3 6
+    python bench/memory_recall.py --model runs/x --smoke        # a few trials, for the tests
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "corpora"))
+
+from chatbot.chat import ChatSession  # noqa: E402
+from chatbot.checkpoint import load_checkpoint  # noqa: E402
+from chatbot.corpus import load_corpus  # noqa: E402
+from chatbot.sampling import SamplingConfig  # noqa: E402
+from memory import invented_word  # noqa: E402  (corpora/memory.py)
+
+# How each kind of fact is told and asked for (phrasings the corpus also uses), by language.
+FACTS = {
+    "en": {
+        "name": ("My name is {v}.", "What is my name?"),
+        "pet": ("I have a dog called {v}.", "What's my pet's name?"),
+        "code": ("The code word is {v}.", "What's the code word?"),
+        "city": ("I live in {v}.", "Where do I live?"),
+    },
+    "ko": {
+        "name": ("제 이름은 {v}예요.", "제 이름이 뭐예요?"),
+        "pet": ("저희 집 강아지 이름은 {v}예요.", "제 반려동물 이름이 뭐였죠?"),
+        "code": ("암호는 {v}예요.", "암호가 뭐였죠?"),
+        "city": ("저는 {v}에 살아요.", "제가 어디 산다고 했죠?"),
+    },
+}
+# Unrelated turns between the telling and the asking.
+SMALL_TALK = {
+    "en": ["What should I cook tonight?", "It's raining again here.", "I'm so tired after work today.",
+           "Any tips for sleeping better?", "I started learning the guitar.", "My team lost the match yesterday.",
+           "What's a good book for a long train ride?", "I have an exam on Friday."],
+    "ko": ["오늘 저녁 뭐 먹을까요?", "여기 또 비가 와요.", "오늘 일이 너무 많아서 피곤해요.",
+           "잠을 잘 자는 방법 있어요?", "요즘 기타를 배우기 시작했어요.", "어제 응원하는 팀이 졌어요.",
+           "기차에서 읽을 만한 책 추천해 줄래요?", "금요일에 시험이 있어요."],
+}
+
+
+def fresh_values(lang: str, kind: str, n: int, corpus_text: str, rng: random.Random) -> list[str]:
+    """n made-up values that occur nowhere in the corpus (checked, case-insensitively)."""
+    out: list[str] = []
+    while len(out) < n:
+        v = invented_word(lang, rng, (2, 3))
+        v = v.lower() if kind == "code" else v
+        if v.lower() not in corpus_text and v not in out:
+            out.append(v)
+    return out
+
+
+def with_particle(template: str, value: str) -> str:
+    """The Korean templates end the value with 예요/이에요 by its last syllable."""
+    if "{v}예요" in template:
+        has_final = 0xAC00 <= ord(value[-1]) <= 0xD7A3 and (ord(value[-1]) - 0xAC00) % 28 != 0
+        template = template.replace("{v}예요", "{v}이에요" if has_final else "{v}예요")
+    return template.replace("{v}", value)
+
+
+def trial(ckpt, lang: str, kind: str, value: str, k: int, max_new_tokens: int) -> tuple[bool, str]:
+    session = ChatSession(ckpt.model, ckpt.tokenizer, SamplingConfig(temperature=0, max_new_tokens=max_new_tokens))
+    tell, ask = FACTS[lang][kind]
+    "".join(session.send(with_particle(tell, value)))
+    for message in SMALL_TALK[lang][:k]:
+        "".join(session.send(message))
+    reply = "".join(session.send(ask))
+    return value.lower() in reply.lower(), reply
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="models/default")
+    p.add_argument("--corpus", default=None, help="the corpus to check the facts against (default: the model's)")
+    p.add_argument("--trials", type=int, default=50, help="facts per language and distance")
+    p.add_argument("--distances", type=int, nargs="+", default=[0, 1, 3, 6])
+    p.add_argument("--kinds", nargs="+", default=list(FACTS["en"]), choices=list(FACTS["en"]))
+    p.add_argument("--max-new-tokens", type=int, default=60)
+    p.add_argument("--seed", type=int, default=20261201)
+    p.add_argument("--show", type=int, default=2, help="example replies to print per cell")
+    p.add_argument("--smoke", action="store_true", help="2 trials at k = 0 and 1: checks the bench runs")
+    args = p.parse_args(argv)
+    if args.smoke:
+        args.trials, args.distances, args.show = 2, [0, 1], 1
+
+    ckpt = load_checkpoint(args.model)
+    corpus_path = args.corpus or ckpt.config.get("corpus", {}).get("path")
+    corpus = load_corpus(ROOT / corpus_path if not Path(corpus_path).is_absolute() else corpus_path)
+    corpus_text = "\n".join(" ".join(t for _, t in piece) if isinstance(piece, list) else piece
+                            for _, piece in corpus.pieces()).lower()
+    rng = random.Random(args.seed)
+    started = time.perf_counter()
+    print(f"model: {args.model} ({ckpt.config['model']['cell']} {ckpt.config['model']['num_layers']}x"
+          f"{ckpt.config['model']['hidden_size']}, {ckpt.config['tokenizer']['kind']}); corpus: {corpus_path}; "
+          f"{args.trials} made-up facts per cell ({', '.join(args.kinds)}), none in the corpus; greedy")
+    table: dict[tuple[str, int], float] = {}
+    for lang in ("en", "ko"):
+        values = {kind: fresh_values(lang, kind, args.trials, corpus_text, rng) for kind in args.kinds}
+        for k in args.distances:
+            hits, shown = 0, 0
+            for i in range(args.trials):
+                kind = args.kinds[i % len(args.kinds)]
+                value = values[kind][i]
+                hit, reply = trial(ckpt, lang, kind, value, k, args.max_new_tokens)
+                hits += hit
+                if shown < args.show:
+                    print(f"  [{lang} k={k} {kind}={value}] {'HIT ' if hit else 'miss'} {reply!r}")
+                    shown += 1
+            table[(lang, k)] = hits / args.trials
+    print()
+    print("| language | " + " | ".join(f"k = {k}" for k in args.distances) + " |")
+    print("|---|" + "---|" * len(args.distances))
+    for lang, label in (("en", "English"), ("ko", "Korean")):
+        print(f"| {label} | " + " | ".join(f"{100 * table[(lang, k)]:.0f}%" for k in args.distances) + " |")
+    print(f"\n({time.perf_counter() - started:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
