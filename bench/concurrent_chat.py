@@ -25,10 +25,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.constant_turns import user_messages  # noqa: E402
-from chatbot.chat.session import ChatSession  # noqa: E402
-from chatbot.lm.checkpoint import load_checkpoint  # noqa: E402
 from chatbot.chat.conversations import ConversationStore  # noqa: E402
 from chatbot.chat.sampling import SamplingConfig  # noqa: E402
+from chatbot.chat.session import ChatSession  # noqa: E402
+from chatbot.lm.checkpoint import load_checkpoint  # noqa: E402
 from chatbot.lm.stepper import Stepper  # noqa: E402
 
 

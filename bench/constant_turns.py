@@ -24,11 +24,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from chatbot.chat.sampling import SamplingConfig, choose_token  # noqa: E402
 from chatbot.chat.session import ChatSession  # noqa: E402
 from chatbot.lm.checkpoint import load_checkpoint  # noqa: E402
-from chatbot.text.corpus import load_corpus, turn_ids  # noqa: E402
-from chatbot.chat.sampling import SamplingConfig, choose_token  # noqa: E402
 from chatbot.lm.state import RecurrentState  # noqa: E402
+from chatbot.text.corpus import load_corpus, turn_ids  # noqa: E402
 
 
 def user_messages(corpus: Path, limit: int) -> list[str]:

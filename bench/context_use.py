@@ -24,8 +24,8 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from chatbot.checkpoint import load_checkpoint  # noqa: E402
-from chatbot.corpus import characters, load_corpus, turn_ids  # noqa: E402
+from chatbot.lm.checkpoint import load_checkpoint  # noqa: E402
+from chatbot.text.corpus import characters, load_corpus, turn_ids  # noqa: E402
 
 
 def is_korean(text: str) -> bool:

@@ -20,8 +20,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from chatbot.lm.model import LanguageModel, ModelConfig  # noqa: E402
-from chatbot.train.presets import PRESETS  # noqa: E402
 from chatbot.lm.stepper import Stepper  # noqa: E402
+from chatbot.train.presets import PRESETS  # noqa: E402
 
 
 def memory_bandwidth(megabytes: int = 256, repeats: int = 5) -> float:

@@ -23,10 +23,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "corpora"))
 
-from chatbot.chat import ChatSession  # noqa: E402
-from chatbot.checkpoint import load_checkpoint  # noqa: E402
-from chatbot.corpus import load_corpus  # noqa: E402
-from chatbot.sampling import SamplingConfig  # noqa: E402
+from chatbot.chat.sampling import SamplingConfig  # noqa: E402
+from chatbot.chat.session import ChatSession  # noqa: E402
+from chatbot.lm.checkpoint import load_checkpoint  # noqa: E402
+from chatbot.text.corpus import load_corpus  # noqa: E402
 from memory import invented_word  # noqa: E402  (corpora/memory.py)
 
 # How each kind of fact is told and asked for (phrasings the corpus also uses), by language.
@@ -100,14 +100,15 @@ def main(argv: list[str] | None = None) -> int:
         args.trials, args.distances, args.show = 2, [0, 1], 1
 
     ckpt = load_checkpoint(args.model)
-    corpus_path = args.corpus or ckpt.config.get("corpus", {}).get("path")
+    corpus_path = args.corpus or (ckpt.spec.corpus.path if ckpt.spec.corpus else None)
     corpus = load_corpus(ROOT / corpus_path if not Path(corpus_path).is_absolute() else corpus_path)
     corpus_text = "\n".join(" ".join(t for _, t in piece) if isinstance(piece, list) else piece
                             for _, piece in corpus.pieces()).lower()
     rng = random.Random(args.seed)
     started = time.perf_counter()
-    print(f"model: {args.model} ({ckpt.config['model']['cell']} {ckpt.config['model']['num_layers']}x"
-          f"{ckpt.config['model']['hidden_size']}, {ckpt.config['tokenizer']['kind']}); corpus: {corpus_path}; "
+    model = ckpt.spec.model
+    print(f"model: {args.model} ({model.cell} {model.num_layers}x{model.hidden_size}, "
+          f"{ckpt.spec.tokenizer.kind}); corpus: {corpus_path}; "
           f"{args.trials} made-up facts per cell ({', '.join(args.kinds)}), none in the corpus; greedy")
     table: dict[tuple[str, int], float] = {}
     for lang in ("en", "ko"):

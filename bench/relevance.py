@@ -18,9 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from chatbot.chat.sampling import SamplingConfig  # noqa: E402
 from chatbot.chat.session import ChatSession  # noqa: E402
 from chatbot.lm.checkpoint import load_checkpoint  # noqa: E402
-from chatbot.chat.sampling import SamplingConfig  # noqa: E402
 
 PROMPTS = [
     "hello!", "hi", "how are you?", "what is an LSTM?", "what does the forget gate do?",

@@ -26,10 +26,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from browser_harness import Chat, app_server, browser_page  # noqa: E402
+from chatbot.chat.sampling import SamplingConfig  # noqa: E402
 from chatbot.chat.session import ChatSession  # noqa: E402
 from chatbot.lm.checkpoint import load_checkpoint  # noqa: E402
 from chatbot.text.corpus import load_corpus  # noqa: E402
-from chatbot.chat.sampling import SamplingConfig  # noqa: E402
 
 RECORDER = """() => {
   window.__changes = [];
