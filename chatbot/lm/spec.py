@@ -43,12 +43,17 @@ class TrainConfig:
     max_steps: int | None = 2000  # optimizer steps of the whole run, counted across resumes
     time_budget: float | None = None  # seconds of training in this invocation
     eval_every: int = 100
+    eval_seconds: float = 0.0  # when > 0: validate every this many seconds of training instead
     checkpoint_every: int = 0  # steps between resume points; 0: at each evaluation only
     val_fraction: float = 0.1
     seed: int = 1337
     device: str = "auto"
     precision: str = "fp32"  # bf16: matmuls in bfloat16 under autocast, weights stay fp32;
     # auto: bf16 where the hardware does it natively (AVX512-BF16/AMX CPUs, Ampere+ GPUs)
+    fit_budget: str = ""  # with a time_budget, before the first step (chatbot/train/budget.py):
+    # "size": pick the model size, warm-up, evaluation times and dropout from the measured speed;
+    # "schedule": keep the size, fit the warm-up and evaluation times to the steps it will get
+    plan: str = ""  # what the measurement found and chose, in words (written by train())
 
     def __post_init__(self):
         for name in ("seq_len", "batch_size", "eval_every"):
@@ -64,6 +69,10 @@ class TrainConfig:
             raise ChatbotError("--lr must be positive.")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ChatbotError(f"--min-lr-ratio must be between 0 and 1, got {self.min_lr_ratio}.")
+        if self.eval_seconds < 0:
+            raise ChatbotError("--eval-seconds must be 0 (use --eval-every) or a positive number.")
+        if self.fit_budget not in ("", "size", "schedule"):
+            raise ChatbotError(f"unknown fit_budget {self.fit_budget!r}: choose size or schedule.")
         if self.precision not in PRECISIONS:
             raise ChatbotError(f"unknown --precision {self.precision!r}: choose {' or '.join(PRECISIONS)}.")
 

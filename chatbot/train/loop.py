@@ -31,6 +31,7 @@ from ..text.corpus import Corpus, load_corpus
 from ..text.token_cache import build_token_cache, cache_bytes, open_token_cache, token_cache_exists
 from ..text.tokenizers import Tokenizer, load_tokenizer, train_tokenizer
 from .data import Split, Streams, evaluate, split_ids
+from .budget import plan_for_budget
 from .device import checked_precision, pick_device, resolve_precision, training_loss
 from .distributed import World, from_environment, leave
 from .run_state import RunState, has_run_state, load_run_state, read_run_spec, save_run_state
@@ -100,6 +101,8 @@ class Trainer:
         bar = tqdm(total=cfg.max_steps, initial=run.step, unit="step", dynamic_ncols=True,
                    desc="training", disable=None if main else True)
         log = open(self.out / LOG_FILE if main else os.devnull, "a", encoding="utf-8")
+        every = cfg.eval_seconds  # > 0: evaluations at equal shares of the time, not of the steps
+        next_eval = every
         try:
             while True:
                 elapsed = time.perf_counter() - start
@@ -124,8 +127,13 @@ class Trainer:
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{rate:,.0f}")
                 self.on_event({"type": "step", **record, "tokens_per_second": rate})
-                if run.step % cfg.eval_every == 0:
+                due = now >= next_eval if every else run.step % cfg.eval_every == 0
+                if every:  # every rank takes part: an evaluation saves a resume point together
+                    due = self.world.agree(due, 0.0)[0]
+                if due:
                     metrics = self._evaluate_and_save(log)
+                    if every:  # the next share of the time after this evaluation (skip missed ones)
+                        next_eval = (int((time.perf_counter() - start) / every) + 1) * every
                 elif cfg.checkpoint_every and run.step % cfg.checkpoint_every == 0:
                     self._save_resume_point(log)
             # A clean end (steps, time or a stop request) leaves a chat-able model and an exact
@@ -331,6 +339,14 @@ def _prepare(spec: RunSpec, cfg: TrainConfig, corpus: Path, out: Path, resume: b
     tokens = open_token_cache(text, tokenizer, out, reused)
     ids = tokens.ids
     split = split_ids(ids, cfg.val_fraction, tokenizer, cfg.seq_len, tokens.doc_starts)
+    if not resume and cfg.fit_budget and cfg.time_budget:
+        model_cfg, cfg = _fit_budget(model_cfg, cfg, len(split.train), world, device)
+        if model_cfg != model.config:
+            torch.manual_seed(cfg.seed)  # the weights a run of this size would start from
+            model = LanguageModel(model_cfg).to(device)
+            cfg = replace(cfg, precision=checked_precision(asked, cfg.precision, model, device))
+            if world.is_main:
+                check_disk_space(out, model)
     if not resume:
         spec = replace(spec, model=model_cfg, tokenizer=TokenizerSpec(**tokenizer.describe()), training=cfg,
                        corpus=CorpusInfo(str(corpus), text.sha256, [str(p) for p in text.paths],
@@ -349,3 +365,24 @@ def _prepare(spec: RunSpec, cfg: TrainConfig, corpus: Path, out: Path, resume: b
                    + (f"; resuming at step {trainer.run.step}" if resume else "")
                    + f"\ntoken ids {'reused from' if tokens.reused else 'cached in'} {tokens.path}")
     return trainer
+
+
+def _fit_budget(model_cfg, cfg: TrainConfig, train_tokens: int, world: World, device: torch.device):
+    """Time this machine now and fit the run to its budget (chatbot/train/budget.py): the
+    model size too when cfg.fit_budget is "size". Under torchrun every rank takes rank 0's plan."""
+    size = None if cfg.fit_budget == "size" else (model_cfg.num_layers, model_cfg.hidden_size)
+    plan = plan_for_budget(cfg.time_budget, model_cfg.vocab_size, train_tokens, cfg.batch_size, cfg.seq_len,
+                           cfg.precision, device, model_cfg.cell, size)
+    numbers = torch.tensor([plan.num_layers, plan.hidden_size, plan.batch_size, plan.warmup_steps,
+                            -1.0 if plan.dropout is None else plan.dropout], dtype=torch.float64)
+    layers, hidden, batch, warmup, dropout = world.gather(numbers)[0].tolist()
+    if size is None:
+        model_cfg = replace(model_cfg, num_layers=int(layers), hidden_size=int(hidden), dropout=dropout)
+        batch = int(batch) - int(batch) % world.size or world.size
+    else:
+        batch = cfg.batch_size
+    cfg = replace(cfg, batch_size=batch, warmup_steps=int(warmup), eval_seconds=plan.eval_seconds,
+                  plan=plan.describe(cfg.time_budget))
+    if world.is_main:
+        tqdm.write(f"fitted to the {cfg.time_budget:.0f} s budget: {cfg.plan}")
+    return model_cfg, cfg
