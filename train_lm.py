@@ -4,20 +4,33 @@ chatbot.train.loop.train(). Run `python train_lm.py --help` for every option."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import signal
 import sys
+import threading
+import time
+from pathlib import Path
 
+from tqdm import tqdm
+
+from chatbot.atomic import atomic_write
+from chatbot.chat.quality import CorpusSample, Quality, SampleLog, judge, write_quality
 from chatbot.errors import ChatbotError
+from chatbot.lm.checkpoint import load_checkpoint
 from chatbot.lm.model import CELLS, ModelConfig
 from chatbot.lm.spec import PRECISIONS, CorpusInfo, RunSpec, TokenizerSpec, TrainConfig
+from chatbot.text.corpus import load_corpus
 from chatbot.text.tokenizers import KINDS
+from chatbot.train.budget import RECIPE
 from chatbot.train.loop import train
 from chatbot.train.presets import PRESETS
 
 MODEL_FLAGS = {"cell": "cell", "layers": "num_layers", "hidden_size": "hidden_size",
                "embed_size": "embed_size", "dropout": "dropout"}
+SIZE_FLAGS = {"layers", "hidden_size", "embed_size"}
+RUN_FILE = "run.json"  # the run's settings as it starts (config.json comes with the first save)
 TRAIN_FLAGS = ("seq_len", "batch_size", "lr", "min_lr_ratio", "warmup_steps", "weight_decay", "grad_clip",
                "max_steps", "time_budget", "eval_every", "checkpoint_every", "val_fraction", "seed", "device", "precision")
 
@@ -54,7 +67,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     g.add_argument("--max-steps", type=int, default=d.max_steps,
                    help="total optimizer steps of the run, counted across resumes "
                         "(no step limit when only --time-budget is given)")
-    g.add_argument("--time-budget", type=float, help="stop after this many seconds of training")
+    g.add_argument("--time-budget", type=float,
+                   help="stop after this many seconds of training. The run first times a few steps "
+                        "here and now, then fits the warm-up and the evaluations (8, at equal shares "
+                        "of the budget) to the steps it will get; with no size given (--preset, "
+                        "--layers, --hidden-size) it also picks the size and dropout")
     g.add_argument("--eval-every", type=int, default=d.eval_every, help="steps between validations")
     g.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every,
                    help="steps between resume points (a kill loses at most this many steps); "
@@ -76,7 +93,65 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                 setattr(args, flag, settings[name])
     if args.time_budget is not None and "max_steps" not in args.explicit:
         args.max_steps = None  # a time budget alone decides when to stop
+    args.fit_budget = ""
+    if args.time_budget is not None and not args.resume:
+        if not args.preset and not args.explicit & SIZE_FLAGS:
+            args.fit_budget = "size"  # the budget decides the recipe (chatbot/train/budget.py)
+            for flag, value in RECIPE.items():
+                if flag not in args.explicit:
+                    setattr(args, flag, value)
+        elif not args.explicit & {"warmup_steps", "eval_every"}:
+            args.fit_budget = "schedule"
     return args
+
+
+def stop_with_parent(trainers: list) -> None:
+    """For a run the app started: stop cleanly (saving) when the app's server goes away, so
+    no training process is left behind it. Polls the parent's pid twice a second."""
+    parent = os.getppid()
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        print("the app that started this run has gone; stopping and saving", file=sys.stderr)
+        if trainers:
+            trainers[0].request_stop()
+        else:
+            os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="parent watch").start()
+
+
+class Progress:
+    """Rank 0's samples and verdict: a reply to a message of the corpus at every evaluation
+    (OUT/samples.jsonl), and at the end the saved model's verdict (OUT/quality.json)."""
+
+    def __init__(self, out: str, resume: bool):
+        self.out, self.resume = Path(out), resume
+        self.trainer = self.sample = self.log = None
+
+    def attach(self, trainer) -> None:
+        self.trainer = trainer
+        spec = trainer.spec
+        atomic_write(self.out / RUN_FILE, json.dumps(spec.to_json(), indent=1).encode())
+        self.sample = CorpusSample.read(load_corpus(spec.corpus.path))
+        self.log = SampleLog(self.out, self.sample, trainer.run.step if self.resume else None)
+
+    def on_event(self, event: dict) -> None:
+        if event["type"] == "eval" and self.log is not None:
+            record = self.log.add(self.trainer.model, self.trainer.tokenizer, event)
+            share = "" if record["corpus_words"] is None else f" ({record['corpus_words']:.0%} corpus words)"
+            tqdm.write(f"sample at step {record['step']}{share}: {record['prompt'].strip()!r} -> "
+                       f"{record['reply'][:160]!r}")
+
+    def finish(self, result: dict) -> Quality | None:
+        if self.sample is None:
+            return None
+        ckpt = load_checkpoint(self.out)
+        quality = judge(ckpt.model, ckpt.tokenizer, self.sample, ckpt.spec.metrics or result)
+        quality.reason = result["reason"]
+        write_quality(self.out, quality)
+        return quality
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,16 +168,27 @@ def main(argv: list[str] | None = None) -> int:
         trainers[0].request_stop()
 
     signal.signal(signal.SIGINT, stop_gently)
+    if os.environ.get("LSTM_CHAT_STOP_WITH_PARENT"):
+        stop_with_parent(trainers)
+    main_rank = os.environ.get("RANK", "0") == "0"
+    progress = Progress(args.out, args.resume) if main_rank else None
+
+    def attach(trainer):
+        trainers.append(trainer)
+        if progress:
+            progress.attach(trainer)
+
     try:
         spec = RunSpec(TokenizerSpec(args.tokenizer, args.vocab_size),
                        ModelConfig(**{name: getattr(args, flag) for flag, name in MODEL_FLAGS.items()}),
-                       TrainConfig(**{k: getattr(args, k) for k in TRAIN_FLAGS}),
+                       TrainConfig(**{k: getattr(args, k) for k in TRAIN_FLAGS}, fit_budget=args.fit_budget),
                        CorpusInfo(args.corpus) if args.corpus else None,
                        command=shlex.join(["python", "train_lm.py", *argv]))
         overrides = {k: getattr(args, k) for k in ("max_steps", "time_budget", "device", "checkpoint_every")
                      if k in args.explicit}
         result = train(spec, args.out, resume=args.resume, resume_overrides=overrides,
-                       on_trainer=trainers.append)
+                       on_trainer=attach, on_event=progress.on_event if progress else None)
+        quality = progress.finish(result) if progress else None
     except ChatbotError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -115,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{result['reason']} at step {result['steps']}: validation "
           f"{result['val_nats_per_char']:.4f} nats/char, {result['val_bits_per_char']:.4f} bits/char. "
           f"Chat with it: python -m chatbot chat --model {args.out}")
+    if quality is not None:
+        share = "no words" if quality.corpus_words is None else f"{quality.corpus_words:.0%} corpus words"
+        print(f"verdict ({share} in {len(quality.samples)} sample replies): {quality.verdict}")
     if result["reason"] == "stopped":
         print(f"continue with: python train_lm.py --out {args.out} --resume")
     return 0

@@ -45,8 +45,8 @@ PRESETS = {p.name: p for p in [
     # wide, many short streams (128 x 64: a GEMM big enough to keep the cores busy while
     # updates stay frequent), bf16 matmuls where the CPU has them, cosine to 5% of a high lr,
     # no dropout (a few epochs do not overfit; dropout cost 0.02 nats/char and 7% speed).
-    Preset("cpu", 2, 512, 64, 128, 4e-3, 0.0, "the most learning per minute on a CPU; give it a "
-           "time budget of minutes", precision="auto", min_lr_ratio=0.05, eval_every=250),
+    Preset("cpu", 2, 512, 64, 128, 4e-3, 0.0, "the most learning per minute on a CPU, given a "
+           "time budget of 5 minutes or more", precision="auto", min_lr_ratio=0.05, eval_every=250),
 ]}
 
 
