@@ -58,9 +58,14 @@ def open_model(info: CheckpointInfo):
 
 
 @st.cache_resource
+def _job_slot(data: str) -> JobSlot:
+    return JobSlot(Path(data))
+
+
 def job_slot() -> JobSlot:
-    """The server's single training slot; it outlives reruns, reloads and sessions."""
-    return JobSlot()
+    """The server's single training slot; it outlives reruns, reloads and sessions (and,
+    through the data folder, a restart of the server)."""
+    return _job_slot(str(data_dir()))
 
 
 def keep_conversation_in_url() -> None:

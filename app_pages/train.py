@@ -1,7 +1,8 @@
-"""Train page: pick or upload a corpus, choose a tokenizer and a size, train in the background.
+"""Train page: pick or upload a corpus, choose a tokenizer, a size (or let the budget pick it)
+and a time budget; train in the background and watch validation and sample replies come in.
 
-The run lives in the server's training slot (a worker thread), so it survives reruns, page
-reloads and closed tabs; this page only polls it.
+The run is a `train_lm.py` child process (app_pages/train_job.py), so it trains at the command
+line's speed, survives reruns, page reloads and closed tabs; this page only reads its folder.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from chatbot.text.corpus import CORPUS_SUFFIXES, load_corpus
 from app_pages.uploads import save_upload
 from chatbot.errors import ChatbotError
 from app_pages.plain_text import escape_markdown
-from chatbot.train.presets import PRESETS, epoch_seconds, seconds_per_step
+from chatbot.train.budget import EVALUATIONS, RECIPE, Plan, plan_for_budget, too_few_steps_warning
+from chatbot.train.presets import PRESETS
 from chatbot.text.tokenizers import CharTokenizer
 from app_pages.train_job import JobRequest, JobSnapshot
 
@@ -48,9 +50,11 @@ def corpus_summary(path: str, stamp: tuple) -> dict:
             "char_vocab": vocab}
 
 
-@st.cache_data(show_spinner="Timing a few training steps on this machine…")
-def measured_step_seconds(preset_name: str, vocab_bucket: int) -> float:
-    return seconds_per_step(PRESETS[preset_name], vocab_bucket)
+@st.cache_data(ttl=60, max_entries=32, show_spinner="Timing a few training steps on this machine…")
+def budget_plan(size: tuple[int, int] | None, batch_size: int, seq_len: int, precision: str, vocab: int,
+                train_tokens: int, budget: float) -> Plan:
+    """What the budget buys here and now (timed again after a minute: the load changes)."""
+    return plan_for_budget(budget, vocab, train_tokens, batch_size, seq_len, precision, size=size)
 
 
 def duration(seconds: float) -> str:
@@ -58,32 +62,55 @@ def duration(seconds: float) -> str:
 
 
 def loss_chart(snap: JobSnapshot):
-    train = pd.DataFrame(snap.train_points[:: max(1, len(snap.train_points) // 400)],
-                         columns=["step", "loss"]).assign(series="train (nats/token)")
-    val = pd.DataFrame(snap.val_points, columns=["step", "loss"]).assign(series="validation (nats/char)")
+    """Training loss and validation against seconds of training: the evaluations fall at equal
+    shares of the budget; each has its sample in the list below the chart."""
+    train = pd.DataFrame([(sec, loss) for _, sec, loss in snap.train_points[:: max(1, len(snap.train_points) // 400)]],
+                         columns=["seconds", "loss"]).assign(series="train (nats/token)")
+    val = pd.DataFrame([(sec, loss) for _, sec, loss in snap.val_points],
+                       columns=["seconds", "loss"]).assign(series="validation (nats/char)")
     data = pd.concat([train, val])
-    return (alt.Chart(data).mark_line(point=alt.OverlayMarkDef(size=20))
-            .encode(x="step:Q", y=alt.Y("loss:Q", title="loss"), color=alt.Color("series:N", title=None))
-            .properties(height=260))
+    lines = (alt.Chart(data).mark_line()
+             .encode(x=alt.X("seconds:Q", title="seconds of training"), y=alt.Y("loss:Q", title="loss"),
+                     color=alt.Color("series:N", title=None)))
+    points = alt.Chart(val).mark_point(size=60, filled=True).encode(x="seconds:Q", y="loss:Q",
+                                                                     color=alt.Color("series:N", title=None))
+    return (lines + points).properties(height=260)
+
+
+def share_text(share) -> str:
+    return "no words yet" if share is None else f"{share:.0%} words of the corpus"
+
+
+def evaluations(snap: JobSnapshot, limit: int | None = None):
+    """Every evaluation, newest first: validation, the corpus-word share and the sample reply."""
+    records = snap.samples[::-1][:limit]
+    with st.container(key="evaluations"):
+        for r in records:
+            st.caption(f"at {duration(r['seconds'])}, step {r['step']:,}: validation "
+                       f"{r['val_nats_per_char']:.3f} nats/char · {share_text(r['corpus_words'])}")
+            st.text(f"{r['prompt'].strip()} → {r['reply'] or '(empty)'}")
 
 
 @st.fragment(run_every=1.0)
 def progress_panel():
-    """Polls the worker once a second; never touched by the worker thread itself."""
+    """Reads the run folder once a second (the training is another process)."""
     job = job_slot().job
     snap = job.snapshot()
-    name = job.request.out.name
+    name = job.out.name
     if not snap.active:
         st.rerun(scope="app")
-    eta = f" · about {duration(snap.eta_seconds)} left" if snap.eta_seconds is not None else ""
-    st.progress(snap.progress, text=f"Training {name}: step {snap.step:,} · {duration(snap.seconds)}"
-                                    f"{eta} · {snap.tokens_per_second:,.0f} tokens/s")
+    if snap.status == "starting":
+        st.progress(0.0, text=f"Starting {name}: reading the corpus and timing this machine…")
+    else:
+        st.progress(snap.progress, text=f"Training {name} ({snap.size}): step {snap.step:,} · "
+                                        f"{duration(snap.seconds)} · about {duration(snap.eta_seconds or 0)} "
+                                        f"left · {snap.tokens_per_second:,.0f} tokens/s")
+    if snap.plan:
+        st.caption(escape_markdown(f"Fitted to the budget: {snap.plan}."))
     if snap.train_points:
         st.altair_chart(loss_chart(snap), width="stretch")
-    for step, text in snap.samples[-3:][::-1]:
-        st.caption(f"sample at step {step:,}")
-        st.text(text or "(empty)")
-    if st.button("Cancel (keeps the last checkpoint)", key="cancel"):
+    evaluations(snap)
+    if st.button("Cancel (keeps the model trained so far)", key="cancel"):
         job.cancel()
         st.toast("Stopping after this step and saving…")
 
@@ -91,13 +118,30 @@ def progress_panel():
 def last_result(snap: JobSnapshot, name: str):
     if snap.status == "failed":
         st.error(escape_markdown(f"Training {name} failed: {snap.error}"))
-    elif snap.result:
-        verb = "stopped" if snap.status == "cancelled" else "finished"
-        st.success(f"{name} {verb} at step {snap.result['steps']:,}: validation "
-                   f"{snap.result['val_bits_per_char']:.3f} bits/char. It is in the model picker "
-                   f"on the Chat page.")
-        if snap.train_points:
-            st.altair_chart(loss_chart(snap), width="stretch")
+        return
+    if not snap.result:
+        return
+    q = snap.quality or {}
+    verb = {"cancelled": "stopped", "interrupted": "was interrupted"}.get(snap.status, "finished")
+    summary = (f"{name} {verb} at step {snap.result['steps']:,}: validation "
+               f"{snap.result['val_nats_per_char']:.3f} nats/char "
+               f"({snap.result['val_bits_per_char']:.3f} bits/char)")
+    if q:
+        summary += f", {share_text(q.get('corpus_words'))} in its sample replies"
+    with st.container(key="verdict"):
+        if q:
+            ready = (q.get("corpus_words") or 0) >= 0.9
+            (st.success if ready else st.warning)(escape_markdown(f"Verdict: {q['verdict']}."))
+        st.info(escape_markdown(summary + ". It is in the model picker on the Chat page."))
+    if snap.status == "interrupted":
+        st.caption(escape_markdown(f"The run ended early ({snap.error}); the model of its last "
+                                   f"evaluation is kept."))
+    if snap.train_points:
+        st.altair_chart(loss_chart(snap), width="stretch")
+    for s in q.get("samples", [])[:4]:
+        st.text(f"{s['prompt'].strip()} → {s['reply'] or '(empty)'}")
+    with st.expander("Every evaluation during training"):
+        evaluations(snap)
 
 
 def start_training(request: JobRequest) -> None:
@@ -116,7 +160,7 @@ running = slot.job is not None and slot.job.snapshot().active
 if running:
     progress_panel()
 elif slot.job is not None:
-    last_result(slot.job.snapshot(), slot.job.request.out.name)
+    last_result(slot.job.snapshot(), slot.job.out.name)
 if "train_error" in st.session_state:
     st.error(escape_markdown(st.session_state.pop("train_error")))
 # The form stays on the page while a run goes on (with Train disabled), so its widgets keep
@@ -151,15 +195,28 @@ kind = left.selectbox("Tokenizer", ["char", "bpe", "unigram"], key="tokenizer",
                       help="char: one token per character. bpe/unigram: SentencePiece subwords.")
 vocab = right.number_input("Vocabulary size", 300, 32000, step=100, key="vocab_size",
                            disabled=kind == "char", help="SentencePiece only")
-preset_name = left.selectbox("Model size", list(PRESETS), key="preset",
-                             format_func=lambda n: f"{n}: {PRESETS[n].num_layers}×{PRESETS[n].hidden_size}")
-preset = PRESETS[preset_name]
+preset_name = left.selectbox("Model size", ["auto", *PRESETS], key="preset",
+                             format_func=lambda n: "auto: the largest that learns in the budget" if n == "auto"
+                             else f"{n}: {PRESETS[n].num_layers}×{PRESETS[n].hidden_size}")
+preset = PRESETS.get(preset_name)
 budget_minutes = right.number_input("Time budget (minutes)", 0.1, 240.0, step=0.5, key="budget")
 tokens = chars if kind == "char" else chars // 3
-vocab_guess = min(summary["char_vocab"], 4000) if kind == "char" else int(vocab)
-per_epoch = epoch_seconds(preset, int(tokens * 0.9), measured_step_seconds(preset_name, vocab_guess))
-st.caption(f"{preset.about}. On this machine one epoch of this corpus takes about "
-           f"{duration(per_epoch)}; the budget allows about {budget_minutes * 60 / per_epoch:.1f} epochs.")
+vocab_guess = min(summary["char_vocab"] + 3, 4000) if kind == "char" else int(vocab)
+train_tokens = int(tokens * 0.9)
+if running:
+    st.caption("The size a budget buys is timed once this run is over.")  # timing now would slow it
+else:
+    shape = RECIPE if preset is None else preset.train_settings()
+    plan = budget_plan(None if preset is None else (preset.num_layers, preset.hidden_size), shape["batch_size"],
+                       shape["seq_len"], shape["precision"], vocab_guess, train_tokens, budget_minutes * 60)
+    epochs = plan.expected_steps * plan.batch_size * plan.seq_len / max(1, train_tokens)
+    about = "" if preset is None else f"{preset.about}. "
+    st.caption(escape_markdown(
+        f"{about}On this machine now, {plan.size} gets about {plan.expected_steps:,} steps in "
+        f"{budget_minutes:g} minutes (about {epochs:.1f} epochs of this corpus); the run times "
+        f"itself again as it starts and validates {EVALUATIONS} times along the way."))
+    if preset is not None and (warning := too_few_steps_warning(plan, budget_minutes * 60)):
+        st.warning(escape_markdown(warning))
 
 name = st.text_input("Name of the new model", key="model_out",
                      placeholder="letters, digits, - and _ (it becomes a folder in models/)")
@@ -174,7 +231,7 @@ request = None
 if name and problem is None:
     request = JobRequest(corpus=corpus, out=models_dir() / name, tokenizer=kind,
                          vocab_size=None if kind == "char" else int(vocab), preset=preset,
-                         time_budget=budget_minutes * 60, chat=is_chat)
+                         time_budget=budget_minutes * 60)
 st.button("Train", type="primary", key="train", disabled=request is None or running,
           on_click=start_training, args=(request,),
           help="one run at a time on this server" if running else None)
