@@ -172,20 +172,22 @@ def test_train_page_trains_an_uploaded_corpus_into_a_selectable_model(app_env, t
     at.get("file_uploader")[0].set_value(("../../escape me.jsonl", corpus, "application/json"))
     at.run()
     assert not at.error, [e.value for e in at.error]
-    at.selectbox(key="preset").set_value("tiny")
+    assert at.selectbox(key="preset").value == "auto"  # the budget picks the size
     at.number_input(key="budget").set_value(0.1)  # six seconds
     at.text_input(key="model_out").set_value("fresh")
     at.run()
+    assert any("steps in 0.1 minutes" in c.value for c in at.caption), [c.value for c in at.caption]
     at.button(key="train").click().run()
     job = job_slot().job
-    assert job is not None and job.request.out == app_env / "fresh"
+    assert job is not None and job.request.out == app_env / "fresh" and job.request.preset is None
     assert job.request.corpus.parent == tmp_path / "data" / "uploads"  # stored under our name
-    deadline = time.time() + 120
+    deadline = time.time() + 300
     while job.snapshot().active and time.time() < deadline:
         time.sleep(0.2)
     assert job.snapshot().status == "finished", job.snapshot().error
     at.run()
-    assert any("fresh finished" in s.value for s in at.success)
+    assert any("fresh finished" in i.value for i in at.info), [i.value for i in at.info]
+    assert any(v.value.startswith("Verdict: ") for v in [*at.success, *at.warning])
     at.switch_page("app_pages/chat.py").run()
     options = at.sidebar.selectbox(key="model_name").options
     assert any(o.startswith("fresh") for o in options)
@@ -194,6 +196,21 @@ def test_train_page_trains_an_uploaded_corpus_into_a_selectable_model(app_env, t
     assert at.session_state.chat_model[0] == "fresh"
     config = json.loads((app_env / "fresh" / "config.json").read_text())
     assert config["training"]["time_budget"] == pytest.approx(6.0)
+    assert config["training"]["fit_budget"] == "size"
+
+
+def test_a_size_that_gets_too_few_steps_is_warned_about_before_training(app_env, tmp_path):
+    corpus = write_chat_corpus(tmp_path / "mine.jsonl", repeats=10).read_bytes()
+    at = upload_page(app_env)
+    at.get("file_uploader")[0].set_value(("mine.jsonl", corpus, "application/json"))
+    at.run()
+    at.selectbox(key="preset").set_value("cpu")
+    at.number_input(key="budget").set_value(0.1)
+    at.run()
+    assert not at.exception, at.exception
+    warnings = [w.value.replace("\\", "") for w in at.warning]
+    assert any(w.startswith("2×512 gets about") and "steps in 6 seconds here" in w for w in warnings), warnings
+    assert not any("give it a time budget of minutes" in c.value for c in at.caption)
 
 
 def test_a_broken_model_folder_is_listed_with_its_reason_and_the_page_works(app_env):

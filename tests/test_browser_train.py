@@ -1,0 +1,75 @@
+"""The Train page end to end in a real browser: upload a chat corpus, train with the defaults for
+a short budget, watch validation points and sample replies arrive before the end, read the
+verdict, then chat with the new model. Screenshots go to test-artifacts/browser-train/."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from browser_harness import CHROMIUM, Chat, app_server, browser_page
+from conftest import ROOT, write_chat_corpus
+
+ARTIFACTS = ROOT / "test-artifacts" / "browser-train"
+LONG = 600_000  # ms: generous, for a busy machine
+
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                                reason="needs Debian's Chromium: apt-get install -y chromium (.ci/run does)")
+
+
+def test_train_in_the_browser_then_chat_with_the_result(tiny_checkpoint, tmp_path):
+    models = tmp_path / "models"
+    shutil.copytree(tiny_checkpoint, models / "chat", ignore=shutil.ignore_patterns("resume"))
+    corpus = write_chat_corpus(tmp_path / "my chats.jsonl", repeats=30)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with app_server(models, tmp_path / "data", tmp_path / "streamlit.log") as (url, _), browser_page() as page:
+        chat = Chat(page, url, ARTIFACTS)
+        chat.open()
+        page.get_by_role("link", name="Train").click()
+        page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(corpus))
+        page.get_by_text(re.compile(r"characters, 210 conversations")).wait_for(timeout=LONG)
+        chat.rerun_done()
+        # Every default kept (the size is "auto"); only a short budget and a name.
+        assert "auto" in page.locator('[data-testid="stSelectbox"]').nth(1).inner_text()
+        budget = page.locator('input[aria-label="Time budget (minutes)"]')
+        budget.fill("0.5")
+        budget.press("Enter")
+        chat.rerun_done()
+        page.get_by_text(re.compile(r"gets about [\d,]+ steps in 0.5 minutes")).wait_for(timeout=LONG)
+        name = page.locator('input[aria-label="Name of the new model"]')
+        name.fill("browser-made")
+        name.press("Enter")
+        chat.rerun_done()
+        chat.shot("ready-to-train")
+        page.get_by_role("button", name="Train", exact=True).click()
+
+        # While it trains (the progress bar is up): several evaluations, each with its sample.
+        page.wait_for_function(
+            """() => document.querySelector('[data-testid="stProgress"]') &&
+                     document.querySelectorAll('.st-key-evaluations [data-testid="stCaptionContainer"]').length >= 3""",
+            timeout=LONG)
+        chat.shot("evaluations-while-training")
+        listed = page.locator(".st-key-evaluations").inner_text()
+        assert listed.count("validation") >= 3 and "→" in listed
+        assert page.locator(".vega-embed").count() >= 1  # the chart with the validation points
+        assert page.get_by_role("button", name=re.compile("Cancel")).count() == 1
+
+        # Then the verdict, in plain words.
+        page.locator(".st-key-verdict").get_by_text(re.compile("^Verdict: ")).wait_for(timeout=LONG)
+        verdict = page.locator(".st-key-verdict").inner_text()
+        assert re.search(r"(still learning|getting there|ready to chat)", verdict), verdict
+        assert "browser-made finished at step" in verdict and "words of the corpus" in verdict
+        chat.shot("verdict")
+
+        # And it chats.
+        page.get_by_role("link", name="Chat").click()
+        page.wait_for_selector('[data-testid="stChatInput"] textarea')
+        chat.rerun_done()
+        chat.pick_model("browser-made")
+        chat.say("hello")
+        assert chat.bubbles().count() == 2
+        assert page.locator('[data-testid="stException"]').count() == 0
+        chat.shot("chat-with-the-new-model")
