@@ -92,3 +92,19 @@ def test_context_use_smoke_prints_its_table(tiny_checkpoint):
     assert r.returncode == 0, r.stderr
     both = [line for line in r.stdout.splitlines() if line.startswith("| both |")]
     assert len(both) == 1 and both[0].split(" | ")[-1].rstrip(" |").lstrip("+-").replace(".", "").isdigit()
+
+
+def test_train_page_speed_smoke_prints_its_table():
+    r = run_cli("bench/train_page_speed.py", "--smoke", timeout=900)
+    assert r.returncode == 0, r.stderr
+    rows = [line for line in r.stdout.splitlines() if line.startswith("| `python train_lm.py`")
+            or line.startswith("| Train page")]
+    assert len(rows) == 2 and rows[1].endswith("% |")
+
+
+def test_train_page_quality_smoke_prints_its_table():
+    r = run_cli("bench/train_page_quality.py", "--smoke", timeout=900)
+    assert r.returncode == 0, r.stderr
+    rows = [line for line in r.stdout.splitlines() if line.startswith("| chat.jsonl")]
+    assert len(rows) == 2 and "Train page, all defaults" in rows[0] and "--preset tiny" in rows[1]
+    assert "evaluations with samples" in r.stdout
