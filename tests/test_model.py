@@ -69,3 +69,18 @@ def test_weights_are_tied_only_when_sizes_allow():
 def test_bad_model_settings_are_refused(bad):
     with pytest.raises(ChatbotError):
         ModelConfig(vocab_size=10, **bad)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_gate_blocks_are_torchs_weights_named_in_the_textbook_order(cell):
+    model = LanguageModel(ModelConfig(vocab_size=30, cell=cell, num_layers=2, hidden_size=8, embed_size=6))
+    torch_order = {"lstm": ["input", "forget", "candidate", "output"], "gru": ["reset", "update", "candidate"],
+                   "rnn": ["hidden"]}[cell]
+    for layer in range(2):
+        blocks = model.gate_blocks(layer)
+        assert list(blocks) == {"lstm": ["forget", "input", "candidate", "output"]}.get(cell, torch_order)
+        for part, name in (("w_x", "weight_ih"), ("w_h", "weight_hh"), ("b_x", "bias_ih"), ("b_h", "bias_hh")):
+            stacked = torch.cat([getattr(blocks[gate], part) for gate in torch_order])
+            assert torch.equal(stacked, getattr(model.rnn, f"{name}_l{layer}"))
+        if cell == "lstm":  # the forget-gate bias starts at 1 (set through the accessor)
+            assert (blocks["forget"].b_x == 1).all() and not (blocks["input"].b_x == 1).all()
