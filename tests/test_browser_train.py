@@ -4,6 +4,7 @@ verdict, then chat with the new model. Screenshots go to test-artifacts/browser-
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -32,8 +33,8 @@ def test_train_in_the_browser_then_chat_with_the_result(tiny_checkpoint, tmp_pat
         page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(corpus))
         page.get_by_text(re.compile(r"characters, 210 conversations")).wait_for(timeout=LONG)
         chat.rerun_done()
-        # Every default kept (the size is "auto"); only a short budget and a name.
-        assert "auto" in page.locator('[data-testid="stSelectbox"]').nth(1).inner_text()
+        # Every default kept (the size is "auto", checked in its config below); only a short
+        # budget and a name.
         budget = page.locator('input[aria-label="Time budget (minutes)"]')
         budget.fill("0.5")
         budget.press("Enter")
@@ -54,7 +55,8 @@ def test_train_in_the_browser_then_chat_with_the_result(tiny_checkpoint, tmp_pat
         chat.shot("evaluations-while-training")
         listed = page.locator(".st-key-evaluations").inner_text()
         assert listed.count("validation") >= 3 and "→" in listed
-        assert page.locator(".vega-embed").count() >= 1  # the chart with the validation points
+        # the chart with the validation points
+        assert page.locator('[data-testid="stVegaLiteChart"], .vega-embed').count() >= 1
         assert page.get_by_role("button", name=re.compile("Cancel")).count() == 1
 
         # Then the verdict, in plain words.
@@ -62,6 +64,8 @@ def test_train_in_the_browser_then_chat_with_the_result(tiny_checkpoint, tmp_pat
         verdict = page.locator(".st-key-verdict").inner_text()
         assert re.search(r"(still learning|getting there|ready to chat)", verdict), verdict
         assert "browser-made finished at step" in verdict and "words of the corpus" in verdict
+        config = json.loads((models / "browser-made" / "config.json").read_text())
+        assert config["training"]["fit_budget"] == "size"  # the budget picked the size
         chat.shot("verdict")
 
         # And it chats.
