@@ -254,3 +254,16 @@ def test_beam_search_from_the_sidebar(app_env):
     assert (sampling.beam_width, sampling.relevance, sampling.min_p) == (3, 0.25, 0.05)
     reply = say(at, "what is an lstm?")
     assert at.session_state.chat.turns[-1].reply.ended and reply
+
+
+def test_folders_with_damaged_configs_are_listed_as_broken_and_the_page_works(app_env):
+    from test_catalog import BAD_CONFIGS, damage
+    for name, (change, _) in BAD_CONFIGS.items():
+        damage(shutil.copytree(app_env / "tiny", app_env / name), change)
+    at = start(temperature=0.0)
+    options = at.sidebar.selectbox(key="model_name").options
+    assert len(options) == 1 and options[0].startswith("tiny")
+    notes = " ".join(c.value.replace("\\", "") for c in at.sidebar.caption)
+    for name, (_, reason) in BAD_CONFIGS.items():
+        assert f"{name}: not loadable (" in notes and reason.replace("\\", "") in notes, name
+    assert say(at, "hello") == escape_markdown("Hi! How are you today?")
