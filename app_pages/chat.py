@@ -12,7 +12,8 @@ import time
 
 import streamlit as st
 
-from app_pages.resources import conversation_store, keep_conversation_in_url, models_dir, open_model
+from app_pages.resources import (conversation_store, keep_conversation_in_url, models_dir, open_model,
+                                 relative_paths)
 from chatbot.catalog import list_checkpoints
 from chatbot.chat import MAX_MESSAGE_CHARS, ChatSession
 from chatbot.conversations import (ConversationConflict, StoredConversation, new_conversation_id,
@@ -33,9 +34,8 @@ def sidebar_settings():
     valid = {i.name: i for i in infos if i.valid}
     with st.sidebar:
         if not valid:
-            st.error(escape_markdown(f"No usable model in {models_dir()}. Train one on the Train "
-                                     f"page, or run: python train_lm.py --corpus corpora/ --out "
-                                     f"{models_dir()}/mine"))
+            st.error(escape_markdown("No usable model in models/. Train one on the Train page, or "
+                                     "run: python train_lm.py --corpus corpora/ --out models/mine"))
         name = st.selectbox("Model", list(valid), key="model_name",
                             format_func=lambda n: valid[n].describe())
         broken = [i for i in infos if not i.valid]
@@ -116,7 +116,7 @@ def rename_conversation() -> None:
     try:
         store.rename(state.conv_id, state[f"title-{state.conv_id}"])
     except ChatbotError as exc:
-        st.toast(str(exc))
+        st.toast(escape_markdown(relative_paths(str(exc))))
 
 
 def current_session(info, sampling) -> ChatSession:
@@ -156,7 +156,7 @@ def save_conversation(chat: ChatSession) -> None:
     except (sqlite3.Error, OSError) as exc:
         state.conv_notice = f"This reply could not be saved ({exc}); the chat goes on unsaved."
     if state.get("conv_notice"):  # (the page's next run shows it too, above the chat)
-        st.warning(escape_markdown(state.conv_notice))
+        st.warning(escape_markdown(relative_paths(state.conv_notice)))
     keep_conversation_in_url()
 
 
@@ -177,7 +177,7 @@ def saved_conversations(box) -> None:
             st.button(escape_markdown(f"{conv.title} · {turns} · {when}"),
                       key=f"open-{conv.id}", on_click=open_conversation, args=(conv.id,),
                       width="stretch", disabled=conv.id == state.conv_id, type="tertiary")
-        st.caption(escape_markdown(f"Saved with their memory in {store.path}. The address bar's "
+        st.caption(escape_markdown(f"Saved with their memory in {relative_paths(str(store.path))}. The address bar's "
                                    f"?c= names this one, so a reload or a restart comes back to it."))
 
 
@@ -297,7 +297,7 @@ message = st.chat_input("Message the bot", key="message", submit_mode="stop")
 if message is not None:
     state.conv_notice = None
 if state.get("conv_notice"):
-    st.warning(escape_markdown(state.conv_notice))
+    st.warning(escape_markdown(relative_paths(state.conv_notice)))
 started = time.perf_counter()
 try:
     if message is not None:
@@ -317,5 +317,5 @@ try:
             st.info(f"Chatting with **{escape_markdown(info.name)}**. Say hello! Its memory "
                     f"starts empty and grows with the conversation.")
 except ChatbotError as exc:
-    st.error(escape_markdown(str(exc)))
+    st.error(escape_markdown(relative_paths(str(exc))))
 saved_conversations(saved_box)

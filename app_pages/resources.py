@@ -34,6 +34,19 @@ def data_dir() -> Path:
     return Path(os.environ.get("LSTM_CHAT_DATA", ROOT / "data"))
 
 
+def relative_paths(text: str) -> str:
+    """`text` with the server's folders written as the app names them (models/..., data/...,
+    corpora/..., and the app's own folder as .), so a message shown in the browser never
+    gives away where the server keeps its files."""
+    folders = [(models_dir(), "models"), (data_dir(), "data"), (corpora_dir(), "corpora"), (ROOT, ".")]
+    spelled = sorted({(str(spelling), name) for folder, name in folders
+                      for spelling in (folder, folder.resolve()) if spelling.is_absolute()},
+                     key=lambda pair: -len(pair[0]))
+    for absolute, name in spelled:
+        text = text.replace(absolute, name)
+    return text
+
+
 MAX_UPLOAD_MB = 20  # also server.maxUploadSize in .streamlit/config.toml
 
 
@@ -52,7 +65,7 @@ def open_model(info: CheckpointInfo):
         mtime = max((info.folder / f).stat().st_mtime for f in (CONFIG_FILE, WEIGHTS_FILE))
         ckpt, stepper = loaded_model(str(info.folder), mtime)
     except (ChatbotError, OSError) as exc:
-        st.error(escape_markdown(f"Cannot load {info.name}: {exc}"))
+        st.error(escape_markdown(relative_paths(f"Cannot load {info.name}: {exc}")))
         st.stop()
     return ckpt, stepper, mtime
 
@@ -81,5 +94,5 @@ def conversation_store() -> ConversationStore | None:
     try:
         return _conversation_store(str(data_dir() / DATABASE_FILE))
     except ChatbotError as exc:
-        st.sidebar.error(escape_markdown(f"Conversations are not being saved: {exc}"))
+        st.sidebar.error(escape_markdown(relative_paths(f"Conversations are not being saved: {exc}")))
         return None
