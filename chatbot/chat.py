@@ -32,6 +32,7 @@ class Turn:
     logits_before_reply: torch.Tensor
     reply: Reply = field(default_factory=lambda: Reply(ids=[]))
     cut_from: int | None = None  # the message's length before it was cut to MAX_MESSAGE_CHARS
+    stats: dict = field(default_factory=dict)  # how the reply was made (the app's numbers under it)
 
     @property
     def tokens_fed(self) -> int:

@@ -281,3 +281,38 @@ def test_errors_name_files_relative_to_the_apps_folders_never_by_the_servers_pat
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
     errors = [e.value.replace("\\", "") for e in at.sidebar.error]
     assert any("No usable model in models/" in e for e in errors) and str(tmp_path) not in " ".join(errors)
+
+
+def test_a_fresh_chat_page_draws_no_stray_value(app_env):
+    at = start()
+    assert not at.get("code") and not at.get("json") and not at.get("badge")
+    assert not [m for m in at.main.get("markdown") if m.value.strip() in ("None", "`None`")]
+
+
+def test_continue_on_a_finished_reply_keeps_the_transcript_and_says_why(app_env):
+    at = start(temperature=0.0)
+    reply = say(at, "hello")
+    assert at.session_state.chat.turns[-1].reply.ended
+    next(b for b in at.sidebar.button if b.label == "Continue the last reply").click().run()
+    assert not at.exception, at.exception
+    assert [m.name for m in at.chat_message] == ["user", "assistant"]
+    assert at.chat_message[1].markdown[0].value == reply
+    assert any("the last reply is finished" in e.value.replace("\\", "") for e in at.error)
+
+
+def test_sidebar_ranges_are_the_librarys_limits(app_env):
+    from chatbot.sampling import (MAX_BEAM_WIDTH, MAX_NEW_TOKENS_LIMIT, MAX_RELEVANCE,
+                                  MAX_REPETITION_PENALTY, MAX_TEMPERATURE)
+    at = start()
+    side = at.sidebar
+    assert side.slider(key="temperature").max == MAX_TEMPERATURE
+    assert side.slider(key="repetition_penalty").max == MAX_REPETITION_PENALTY
+    assert side.slider(key="relevance").max == MAX_RELEVANCE
+    assert side.number_input(key="beam_width").max == MAX_BEAM_WIDTH
+    assert side.number_input(key="max_new_tokens").max == MAX_NEW_TOKENS_LIMIT
+    side.number_input(key="max_new_tokens").set_value(MAX_NEW_TOKENS_LIMIT)
+    side.slider(key="temperature").set_value(MAX_TEMPERATURE)
+    at.run()
+    assert not at.exception, at.exception
+    sampling = at.session_state.chat.sampling
+    assert (sampling.max_new_tokens, sampling.temperature) == (MAX_NEW_TOKENS_LIMIT, MAX_TEMPERATURE)
