@@ -16,6 +16,7 @@ import streamlit as st
 from app_pages.resources import (conversation_owner, conversation_store, keep_conversation_in_url,
                                  login_configured, models_dir, open_model, relative_paths,
                                  signed_in_account)
+from chatbot.beam import beam_steps
 from chatbot.catalog import list_checkpoints
 from chatbot.chat import MAX_MESSAGE_CHARS, ChatSession
 from chatbot.conversations import (ConversationConflict, ConversationsUnavailable, StoredConversation,
@@ -264,23 +265,52 @@ def stream_reply(chat: ChatSession, pieces, started: float, prefix: str = "") ->
     stats = StreamStats(started)
     chunks = paced(pieces, stats)
 
+    cfg = chat.sampling
+    searching = cfg.beam_width > 1 or cfg.relevance > 0  # (as ChatSession._decode decides)
+
     def record() -> None:  # kept with the turn (and saved with it, so a reload shows it)
         turn.stats = reply_stats(stats, len(reply.ids) - tokens_before)
+        limit = beam_steps(cfg, cfg.relevance > 0)
+        if searching and not reply.ended and limit < cfg.max_new_tokens \
+                and len(reply.ids) - tokens_before >= limit:
+            turn.stats["beam_limit"] = limit
         if state.get("show_memory"):
             turn.stats["memory_kept"] = memory_kept_through(chat, turn)
 
     recorded = False
     try:
         with st.chat_message("assistant"):
+            working = st.empty()
+            if searching:
+                chat.on_beam_step = beam_progress(working, cfg)
             st.write_stream(escape_stream(_prefixed(prefix, chunks)))
+            working.empty()
             record()
             recorded = True
             stats_caption(turn)
     finally:  # also after a Stop or a click: the numbers of what was sampled, and the turn
+        chat.on_beam_step = None
         chunks.close()
         if not recorded:
             record()
         save_conversation(chat)
+
+
+def beam_progress(box, cfg: SamplingConfig):
+    """What a beam search shows while it works: nothing is streamed until its hypotheses
+    agree, so a line says how far it got (a few times a second). Drawing the line is also
+    where a Stop or any click interrupts the search (Streamlit checks for them whenever
+    something is drawn)."""
+    last = [0.0]
+    relevance = f", relevance {cfg.relevance:g}" if cfg.relevance > 0 else ""
+
+    def show(done: int, most: int) -> None:
+        now = time.perf_counter()
+        if now - last[0] >= 0.2:
+            last[0] = now
+            box.caption(f"Beam search (width {cfg.beam_width}{relevance}) is working: {done:,} of "
+                        f"at most {most:,} tokens searched…")
+    return show
 
 
 def memory_kept_through(chat: ChatSession, turn) -> float | None:
@@ -305,6 +335,8 @@ def stats_text(stats: dict, ended: bool) -> str:
     return (f"{stats['tokens']} tokens · {stats.get('tokens_per_second') or 0:,.0f} tokens/s while generating"
             + (f" · first token after {ttft:,.0f} ms" if isinstance(ttft, (int, float)) else "")
             + ("" if ended else " · stopped before the bot ended its turn (Continue extends it)")
+            + (f" · beam search's limit at this width: {stats['beam_limit']:,} tokens per reply"
+               if isinstance(stats.get("beam_limit"), int) else "")
             + (f" · memory kept per step {kept:.3f}" if isinstance(kept, (int, float)) else ""))
 
 

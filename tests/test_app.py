@@ -316,3 +316,21 @@ def test_sidebar_ranges_are_the_librarys_limits(app_env):
     assert not at.exception, at.exception
     sampling = at.session_state.chat.sampling
     assert (sampling.max_new_tokens, sampling.temperature) == (MAX_NEW_TOKENS_LIMIT, MAX_TEMPERATURE)
+
+
+def test_a_wide_beam_search_is_bounded_and_says_so(app_env):
+    from chatbot.checkpoint import WEIGHTS_FILE, load_tensors, save_tensors
+    weights, meta = load_tensors(app_env / "tiny" / WEIGHTS_FILE)
+    from chatbot.checkpoint import load_checkpoint
+    end = load_checkpoint(app_env / "tiny").tokenizer.end_id
+    weights["head.bias"][end] = -1e4  # this model never ends its turn
+    save_tensors(app_env / "tiny" / WEIGHTS_FILE, weights, meta)
+    at = start(relevance=0.5)
+    at.sidebar.number_input(key="beam_width").set_value(16)
+    at.sidebar.number_input(key="max_new_tokens").set_value(20_000)
+    at.run()
+    say(at, "hello")
+    assert len(at.session_state.chat.turns[-1].reply.ids) == 147
+    caption = at.chat_message[-1].caption[-1].value
+    assert "beam search's limit at this width: 147 tokens per reply" in caption, caption
+    assert at.session_state.chat.on_beam_step is None
