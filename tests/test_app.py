@@ -326,6 +326,7 @@ def test_a_wide_beam_search_is_bounded_and_says_so(app_env):
     weights["head.bias"][end] = -1e4  # this model never ends its turn
     save_tensors(app_env / "tiny" / WEIGHTS_FILE, weights, meta)
     at = start(relevance=0.5)
+    at.default_timeout = 600  # 147 steps of 272 rows: seconds alone, longer on a busy machine
     at.sidebar.number_input(key="beam_width").set_value(16)
     at.sidebar.number_input(key="max_new_tokens").set_value(20_000)
     at.run()
