@@ -12,7 +12,8 @@ import sys
 from .chat import ChatSession
 from .checkpoint import load_checkpoint
 from .errors import ChatbotError
-from .sampling import SamplingConfig
+from .sampling import (MAX_BEAM_WIDTH, MAX_NEW_TOKENS_LIMIT, MAX_RELEVANCE, MAX_REPETITION_PENALTY,
+                       MAX_TEMPERATURE, SamplingConfig)
 
 CHAT_HELP = """commands: /reset (fresh memory)  /regen (new version of the last reply)
           /temp X (set temperature)  /help  /quit   (Ctrl-C stops a reply, Ctrl-D quits)"""
@@ -21,19 +22,22 @@ CHAT_HELP = """commands: /reset (fresh memory)  /regen (new version of the last 
 def add_sampling_flags(p: argparse.ArgumentParser):
     d = SamplingConfig()
     p.add_argument("--model", default="models/default", help="checkpoint folder")
-    p.add_argument("--temperature", type=float, default=d.temperature, help="0 = greedy")
+    p.add_argument("--temperature", type=float, default=d.temperature, help=f"0 = greedy; up to {MAX_TEMPERATURE:g}")
     p.add_argument("--top-k", type=int, default=d.top_k, help="0 = off")
     p.add_argument("--top-p", type=float, default=d.top_p, help="1 = off")
-    p.add_argument("--repetition-penalty", type=float, default=d.repetition_penalty, help="1 = off")
+    p.add_argument("--repetition-penalty", type=float, default=d.repetition_penalty,
+                   help=f"1 = off; up to {MAX_REPETITION_PENALTY:g}")
     p.add_argument("--min-p", type=float, default=d.min_p,
                    help="drop tokens below this fraction of the likeliest one's probability; 0 = off")
     p.add_argument("--typical-p", type=float, default=d.typical_p,
                    help="locally typical sampling mass; 1 = off")
     p.add_argument("--beam-width", type=int, default=d.beam_width,
-                   help="beam search with this many beams instead of sampling; 1 = off")
+                   help=f"beam search with this many beams instead of sampling; 1 = off; up to {MAX_BEAM_WIDTH}")
     p.add_argument("--relevance", type=float, default=d.relevance,
-                   help="penalise replies likely without the conversation (uses beam search); 0 = off")
-    p.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens)
+                   help=f"penalise replies likely without the conversation (uses beam search); 0 = off; "
+                        f"up to {MAX_RELEVANCE:g}")
+    p.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens,
+                   help=f"longest reply in tokens; 1 to {MAX_NEW_TOKENS_LIMIT:,}")
     p.add_argument("--stop", action="append", default=[], help="stop after this string (repeatable)")
     p.add_argument("--seed", type=int, help="makes the output repeatable")
 

@@ -87,7 +87,7 @@ def _not_safetensors(raw: bytes) -> str | None:
             try:
                 if isinstance(json.loads(raw[8:8 + header_len]), dict):
                     return None
-            except (ValueError, UnicodeDecodeError):
+            except (ValueError, UnicodeDecodeError, RecursionError):
                 pass
     if raw[:2] in (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05") or raw[:4] == b"PK\x03\x04":
         return ("this is a pickle / torch.save file. lstm-chat never unpickles (unpickling can run "
@@ -117,6 +117,9 @@ def read_config(folder: Path) -> dict:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ChatbotError(f"{path}: not valid JSON ({exc}). The checkpoint is corrupt; retrain "
                            f"or copy it again.") from None
+    except RecursionError:
+        raise ChatbotError(f"{path}: not a checkpoint config (its JSON nests too deeply to read). "
+                           f"The checkpoint is corrupt; retrain or copy it again.") from None
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise ChatbotError(f"{path}: not an lstm-chat checkpoint config (expected \"format\": "
                            f"\"{FORMAT}\").")

@@ -12,8 +12,13 @@ from .errors import ChatbotError
 from .stepper import RecurrentState, Stepper
 from .tokenizers import Tokenizer
 
+# The limits of every setting, checked here and used as the ranges of the app's sidebar and
+# the CLI's help, so the three never disagree.
 MAX_NEW_TOKENS_LIMIT = 20_000
 MAX_BEAM_WIDTH = 16
+MAX_TEMPERATURE = 10.0
+MAX_REPETITION_PENALTY = 10.0
+MAX_RELEVANCE = 2.0
 
 
 @dataclass(frozen=True)
@@ -37,16 +42,16 @@ class SamplingConfig:
             raise ChatbotError(f"{name} must be {rule}, got {value!r}.")
 
         t = self.temperature
-        if not isinstance(t, (int, float)) or not math.isfinite(t) or not 0 <= t <= 10:
-            bad("temperature", t, "a number from 0 (greedy) to 10")
+        if not isinstance(t, (int, float)) or not math.isfinite(t) or not 0 <= t <= MAX_TEMPERATURE:
+            bad("temperature", t, f"a number from 0 (greedy) to {MAX_TEMPERATURE:g}")
         if not isinstance(self.top_k, int) or isinstance(self.top_k, bool) or self.top_k < 0:
             bad("top_k", self.top_k, "a whole number >= 0 (0 turns it off)")
         p = self.top_p
         if not isinstance(p, (int, float)) or not math.isfinite(p) or not 0 < p <= 1:
             bad("top_p", p, "in (0, 1] (1 turns it off)")
         r = self.repetition_penalty
-        if not isinstance(r, (int, float)) or not math.isfinite(r) or not 1 <= r <= 10:
-            bad("repetition_penalty", r, "a number from 1 (off) to 10")
+        if not isinstance(r, (int, float)) or not math.isfinite(r) or not 1 <= r <= MAX_REPETITION_PENALTY:
+            bad("repetition_penalty", r, f"a number from 1 (off) to {MAX_REPETITION_PENALTY:g}")
         m = self.min_p
         if not isinstance(m, (int, float)) or not math.isfinite(m) or not 0 <= m < 1:
             bad("min_p", m, "in [0, 1) (0 turns it off)")
@@ -57,8 +62,8 @@ class SamplingConfig:
         if not isinstance(w, int) or isinstance(w, bool) or not 1 <= w <= MAX_BEAM_WIDTH:
             bad("beam_width", w, f"a whole number from 1 (no beam search) to {MAX_BEAM_WIDTH}")
         rel = self.relevance
-        if not isinstance(rel, (int, float)) or not math.isfinite(rel) or not 0 <= rel <= 2:
-            bad("relevance", rel, "a number from 0 (off) to 2")
+        if not isinstance(rel, (int, float)) or not math.isfinite(rel) or not 0 <= rel <= MAX_RELEVANCE:
+            bad("relevance", rel, f"a number from 0 (off) to {MAX_RELEVANCE:g}")
         n = self.max_new_tokens
         if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_NEW_TOKENS_LIMIT:
             bad("max_new_tokens", n, f"a whole number from 1 to {MAX_NEW_TOKENS_LIMIT}")

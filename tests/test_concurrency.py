@@ -50,7 +50,7 @@ def test_twenty_concurrent_sessions_on_one_model_never_cross_talk(ckpt, tmp_path
     # Nearly all differ, so cross-talk would show (two beam searches may agree word for word).
     assert len({tuple(r) for r in alone}) >= SESSIONS - 2
 
-    store = ConversationStore(tmp_path / "conversations.sqlite3")
+    store = ConversationStore(tmp_path / "conversations.sqlite3").owned_by("me")
     together: list = [None] * SESSIONS
     errors: list = []
     start = threading.Barrier(SESSIONS)
