@@ -13,14 +13,14 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from app_pages.resources import MAX_UPLOAD_MB, corpora_dir, data_dir, job_slot, models_dir
-from chatbot.text.corpus import CORPUS_SUFFIXES, load_corpus
+from app_pages.plain_text import escape_markdown
+from app_pages.resources import MAX_UPLOAD_MB, corpora_dir, data_dir, job_slot, models_dir, relative_paths
+from app_pages.train_job import JobRequest, JobSnapshot
 from app_pages.uploads import save_upload
 from chatbot.errors import ChatbotError
-from app_pages.plain_text import escape_markdown
-from chatbot.train.presets import PRESETS, epoch_seconds, seconds_per_step
+from chatbot.text.corpus import CORPUS_SUFFIXES, load_corpus
 from chatbot.text.tokenizers import CharTokenizer
-from app_pages.train_job import JobRequest, JobSnapshot
+from chatbot.train.presets import PRESETS, epoch_seconds, seconds_per_step
 
 NAME_RULE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
 
@@ -90,7 +90,7 @@ def progress_panel():
 
 def last_result(snap: JobSnapshot, name: str):
     if snap.status == "failed":
-        st.error(escape_markdown(f"Training {name} failed: {snap.error}"))
+        st.error(escape_markdown(relative_paths(f"Training {name} failed: {snap.error}")))
     elif snap.result:
         verb = "stopped" if snap.status == "cancelled" else "finished"
         st.success(f"{name} {verb} at step {snap.result['steps']:,}: validation "
@@ -118,7 +118,7 @@ if running:
 elif slot.job is not None:
     last_result(slot.job.snapshot(), slot.job.request.out.name)
 if "train_error" in st.session_state:
-    st.error(escape_markdown(st.session_state.pop("train_error")))
+    st.error(escape_markdown(relative_paths(st.session_state.pop("train_error"))))
 # The form stays on the page while a run goes on (with Train disabled), so its widgets keep
 # their values across the run.
 
@@ -131,7 +131,7 @@ if source == "Upload a file":
         try:
             corpus = save_upload(data_dir() / "uploads", upload.name, upload.getvalue(), MAX_UPLOAD_MB)
         except ChatbotError as exc:
-            st.error(escape_markdown(str(exc)))
+            st.error(escape_markdown(relative_paths(str(exc))))
 else:
     options = corpus_choices()
     corpus = st.selectbox("Corpus", options, format_func=lambda p: p.name, key="corpus_choice")
@@ -140,7 +140,7 @@ if corpus is None:
     st.stop()
 summary = corpus_summary(str(corpus), files_stamp(corpus))
 if "error" in summary:
-    st.error(escape_markdown(summary["error"].replace(str(corpus.parent) + "/", "")))  # paths stay private
+    st.error(escape_markdown(relative_paths(summary["error"].replace(str(corpus.parent) + "/", ""))))
     st.stop()
 chars, is_chat = summary["characters"], summary["is_chat"]
 st.caption(f"{escape_markdown(corpus.name)}: {chars:,} characters"
