@@ -69,7 +69,7 @@ class ChatSession:
         self.stepper = stepper or Stepper(model)
         self._fresh: tuple[torch.Tensor, RecurrentState] | None = None  # see _fresh_start
         # Called after each token a beam search examines, (done, most): a front end shows the
-        # search working and may raise from it to interrupt (see chatbot/beam.py).
+        # search working and may raise from it to interrupt (see beam.py).
         self.on_beam_step: Callable[[int, int], None] | None = None
         self.reset()
 
