@@ -8,7 +8,7 @@ from pathlib import Path
 
 from chatbot.errors import ChatbotError
 from chatbot.lm.checkpoint import WEIGHTS_FILE
-from chatbot.lm.spec import CONFIG_FILE, RunSpec, read_spec
+from chatbot.lm.spec import CONFIG_FILE, RunSpec, read_spec, short
 from chatbot.text.tokenizers import tokenizer_path
 
 
@@ -18,6 +18,7 @@ class CheckpointInfo:
     folder: Path
     problem: str | None = None  # why it cannot be loaded; None when it looks valid
     spec: RunSpec | None = None  # its config.json
+    summary: str = ""  # the picker's line for a valid folder, built once from its spec
 
     @property
     def valid(self) -> bool:
@@ -26,21 +27,32 @@ class CheckpointInfo:
     def describe(self) -> str:
         if not self.valid:
             return f"{self.name}: not loadable ({self.problem})"
-        model, spec = self.spec.model, self.spec
-        corpus = Path(spec.corpus.path if spec.corpus else "?").name or "?"
-        bpc = spec.metrics.get("val_bits_per_char")
-        score = f"{bpc:.2f} bits/char" if isinstance(bpc, (int, float)) else "not evaluated"
-        return (f"{self.name} · {model.cell} {model.num_layers}×{model.hidden_size} "
-                f"({model.num_parameters() / 1e6:.2f} M) · {spec.tokenizer.kind} · {corpus} · {score}")
+        return self.summary
+
+
+def _summary(name: str, spec: RunSpec) -> str:
+    model = spec.model
+    corpus = Path(str(spec.corpus.path) if spec.corpus else "?").name or "?"
+    bpc = spec.metrics.get("val_bits_per_char")
+    score = f"{bpc:.2f} bits/char" if isinstance(bpc, (int, float)) else "not evaluated"
+    return (f"{name} · {model.cell} {model.num_layers}×{model.hidden_size} "
+            f"({model.num_parameters() / 1e6:.2f} M) · {spec.tokenizer.kind} · {corpus} · {score}")
 
 
 def describe_folder(folder: Path) -> CheckpointInfo:
+    """A folder's entry: valid with its summary, or broken with the reason. Whatever its
+    config.json holds, this returns (a picker lists every folder; one bad folder must not
+    take the page down)."""
     info = CheckpointInfo(folder.name, folder)
     try:
         spec = read_spec(folder)
         tokenizer_file = tokenizer_path(folder, spec.tokenizer.kind).name
+        info.summary = _summary(folder.name, spec)
     except ChatbotError as exc:
         info.problem = str(exc).replace(str(folder / CONFIG_FILE), CONFIG_FILE)
+        return info
+    except (TypeError, ValueError, AttributeError, OverflowError) as exc:
+        info.problem = f"{CONFIG_FILE} has a setting of the wrong kind ({short(str(exc))})"
         return info
     for name in (WEIGHTS_FILE, tokenizer_file):
         if not (folder / name).is_file():

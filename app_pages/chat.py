@@ -3,26 +3,30 @@
 Each browser session keeps its own ChatSession in st.session_state; the model is shared.
 Every reply is saved to data/conversations.sqlite3 with the memory snapshots, and the
 conversation's id is kept in the URL (?c=...), so a reload or a server restart resumes it.
+Only the browser (or signed-in account) that saved a conversation can list or open it
+(app_pages/resources.py: conversation_owner).
 """
 
 from __future__ import annotations
 
-import sqlite3
 import time
 
 import streamlit as st
 
-from app_pages.resources import conversation_store, keep_conversation_in_url, models_dir, open_model
 from app_pages.catalog import list_checkpoints
-from chatbot.chat.session import MAX_MESSAGE_CHARS, ChatSession
-from chatbot.chat.conversations import (ConversationConflict, StoredConversation, new_conversation_id,
-                                   restore_session)
-from chatbot.errors import ChatbotError
-from chatbot.lm.gates import memory_kept, trace
 from app_pages.pacing import StreamStats, paced
 from app_pages.plain_text import escape_markdown, escape_stream
-from chatbot.chat.sampling import SETTINGS, SamplingConfig, Setting
+from app_pages.resources import (conversation_owner, conversation_store, keep_conversation_in_url,
+                                 login_configured, models_dir, open_model, relative_paths,
+                                 signed_in_account)
 from app_pages.transcript import transcript_json, transcript_markdown
+from chatbot.chat.beam import beam_steps
+from chatbot.chat.conversations import (ConversationConflict, ConversationsUnavailable, StoredConversation,
+                                        new_conversation_id, restore_session)
+from chatbot.chat.sampling import SETTINGS, SamplingConfig, Setting
+from chatbot.chat.session import MAX_MESSAGE_CHARS, ChatSession
+from chatbot.errors import ChatbotError
+from chatbot.lm.gates import memory_kept, trace
 
 state = st.session_state
 
@@ -33,9 +37,8 @@ def sidebar_settings():
     valid = {i.name: i for i in infos if i.valid}
     with st.sidebar:
         if not valid:
-            st.error(escape_markdown(f"No usable model in {models_dir()}. Train one on the Train "
-                                     f"page, or run: python train_lm.py --corpus corpora/ --out "
-                                     f"{models_dir()}/mine"))
+            st.error(escape_markdown("No usable model in models/. Train one on the Train page, or "
+                                     "run: python train_lm.py --corpus corpora/ --out models/mine"))
         name = st.selectbox("Model", list(valid), key="model_name",
                             format_func=lambda n: valid[n].describe())
         broken = [i for i in infos if not i.valid]
@@ -88,8 +91,30 @@ def begin_conversation(conversation_id: str, stored: StoredConversation | None =
         state.seed = seed
 
 
+def saved(action, default=None):
+    """Run `action` on this browser's saved conversations. When the database cannot be used
+    the chat goes on unsaved: `default` is returned and the reason shown (the sidebar's top
+    says so for a damaged database; a passing failure is noted above the chat)."""
+    if store.problem:
+        return default
+    try:
+        return action(store)
+    except ConversationsUnavailable as exc:
+        if not store.problem:
+            state.conv_notice = f"The conversation could not be saved or read just now: {exc}"
+        return default
+
+
 def open_conversation(conversation_id: str) -> None:
-    stored = store.load(conversation_id) if store else None
+    """Open one of this browser's conversations. An id it does not own (or that does not
+    exist: the two are not told apart) starts a new chat instead."""
+    stored = saved(lambda conversations: conversations.load(conversation_id))
+    if stored is None:
+        new_conversation()
+        if not store.problem:
+            state.conv_notice = ("That conversation is not among this browser's saved conversations, "
+                                 "so a new chat starts here.")
+        return
     begin_conversation(conversation_id, stored)
 
 
@@ -98,17 +123,16 @@ def new_conversation() -> None:
 
 
 def delete_conversation() -> None:
-    if store:
-        store.delete(state.conv_id)
-        st.toast("Conversation deleted.")
+    saved(lambda conversations: conversations.delete(state.conv_id))
+    st.toast("Conversation deleted.")
     new_conversation()
 
 
 def rename_conversation() -> None:
     try:
-        store.rename(state.conv_id, state[f"title-{state.conv_id}"])
+        saved(lambda conversations: conversations.rename(state.conv_id, state[f"title-{state.conv_id}"]))
     except ChatbotError as exc:
-        st.toast(str(exc))
+        st.toast(escape_markdown(relative_paths(str(exc))))
 
 
 def current_session(info, sampling) -> ChatSession:
@@ -126,7 +150,6 @@ def current_session(info, sampling) -> ChatSession:
             state.conv_notice = restore_session(state.chat, stored, ckpt.fingerprint)
         state.chat_model, state.chat_conv = (info.name, mtime), state.conv_id
         state.chat_fingerprint = ckpt.fingerprint
-        state.reply_stats = {}
     state.chat.sampling = sampling
     return state.chat
 
@@ -134,29 +157,34 @@ def current_session(info, sampling) -> ChatSession:
 def save_conversation(chat: ChatSession) -> None:
     """Write the turn just made. If another tab changed this conversation meanwhile, this
     tab's version is kept as a new conversation instead of mixing the two."""
-    if store is None or not (chat.turns or chat.earlier):
+    if not (chat.turns or chat.earlier):
         return
     name, fingerprint = state.chat_model[0], state.chat_fingerprint
-    try:
+
+    def save(conversations) -> None:
         try:
-            state.conv_version = store.save(state.conv_id, chat, name, fingerprint, state.conv_version)
+            state.conv_version = conversations.save(state.conv_id, chat, name, fingerprint,
+                                                    state.conv_version)
         except ConversationConflict:
             state.conv_id = state.chat_conv = new_conversation_id()
-            state.conv_version = store.save(state.conv_id, chat, name, fingerprint, 0)
+            state.conv_version = conversations.save(state.conv_id, chat, name, fingerprint, 0)
             state.conv_notice = ("This conversation was changed in another tab, so this tab's "
                                  "version goes on as a new conversation; both are in the list.")
-    except (sqlite3.Error, OSError) as exc:
-        state.conv_notice = f"This reply could not be saved ({exc}); the chat goes on unsaved."
-    if state.get("conv_notice"):  # (the page's next run shows it too, above the chat)
-        st.warning(escape_markdown(state.conv_notice))
+
+    saved(save)
+    if store.problem:
+        database_notice()
+    elif state.get("conv_notice"):  # (the page's next run shows it too, above the chat)
+        st.warning(escape_markdown(relative_paths(state.conv_notice)))
     keep_conversation_in_url()
 
 
 def saved_conversations(box) -> None:
     """The sidebar list of saved conversations: open one, rename or delete this one."""
-    if store is None:
+    past = saved(lambda conversations: conversations.list())
+    if past is None:
+        database_notice()
         return
-    past = store.list()
     current = next((c for c in past if c.id == state.conv_id), None)
     with box.expander(f"Saved conversations ({len(past)})", expanded=bool(past)):
         if current is not None:
@@ -169,12 +197,25 @@ def saved_conversations(box) -> None:
             st.button(escape_markdown(f"{conv.title} · {turns} · {when}"),
                       key=f"open-{conv.id}", on_click=open_conversation, args=(conv.id,),
                       width="stretch", disabled=conv.id == state.conv_id, type="tertiary")
-        st.caption(escape_markdown(f"Saved with their memory in {store.path}. The address bar's "
-                                   f"?c= names this one, so a reload or a restart comes back to it."))
+        whose = ("your account" if signed_in_account() else "this browser")
+        st.caption(escape_markdown(f"Saved with their memory in {relative_paths(str(store.path))}, "
+                                   f"for {whose} only. The address bar's ?c= names this one, so a "
+                                   f"reload or a restart comes back to it."))
+    if login_configured() and not signed_in_account():
+        box.button("Log in to keep conversations with your account", on_click=st.login, width="stretch")
+    elif signed_in_account():
+        box.button("Log out", on_click=st.logout, width="stretch")
 
 
-def stats_caption(index: int) -> None:
-    caption = state.reply_stats.get(index)
+def database_notice() -> None:
+    """Once per run, at the top of the sidebar: saving is off, and why."""
+    if store.problem and not state.get("_notice_drawn"):
+        state._notice_drawn = True
+        notice_box.error(escape_markdown(relative_paths(f"Conversations are not being saved: {store.problem}")))
+
+
+def stats_caption(turn) -> None:
+    caption = stats_text(turn.stats, turn.reply.ended)
     if caption:
         st.caption(caption)
 
@@ -200,7 +241,7 @@ def show_turns(chat: ChatSession, upto: int) -> None:
         show_user(turn.user, turn.cut_from)
         with st.chat_message("assistant"):
             show_reply(turn.reply.text)
-            stats_caption(index)
+            stats_caption(turn)
 
 
 def show_streamed_reply(chat: ChatSession, pieces, started: float, prefix: str = "") -> None:
@@ -208,45 +249,85 @@ def show_streamed_reply(chat: ChatSession, pieces, started: float, prefix: str =
     sampled, so if a click or Stop interrupts this run the reply so far is already saved; the
     `finally` closes the generators at once so the state matches the text, and keeps the
     reply's numbers for the next run to show."""
-    index = len(chat.turns) - 1
-    reply = chat.turns[-1].reply
+    turn = chat.turns[-1]
+    reply = turn.reply
     tokens_before = len(reply.ids)
     stats = StreamStats(started)
     chunks = paced(pieces, stats)
 
-    def record() -> None:
-        caption = reply_caption(stats, len(reply.ids) - tokens_before, reply.ended)
+    cfg = chat.sampling
+    searching = cfg.beam_width > 1 or cfg.relevance > 0  # (as ChatSession._decode decides)
+
+    def record() -> None:  # kept with the turn (and saved with it, so a reload shows it)
+        turn.stats = reply_stats(stats, len(reply.ids) - tokens_before)
+        limit = beam_steps(cfg, cfg.relevance > 0)
+        if searching and not reply.ended and limit < cfg.max_new_tokens \
+                and len(reply.ids) - tokens_before >= limit:
+            turn.stats["beam_limit"] = limit
         if state.get("show_memory"):
-            caption += memory_note(chat, chat.turns[-1])
-        state.reply_stats[index] = caption
+            turn.stats["memory_kept"] = memory_kept_through(chat, turn)
 
     recorded = False
     try:
         with st.chat_message("assistant"):
+            working = st.empty()
+            if searching:
+                chat.on_beam_step = beam_progress(working, cfg)
             st.write_stream(escape_stream(_prefixed(prefix, chunks)))
+            working.empty()
             record()
             recorded = True
-            stats_caption(index)
+            stats_caption(turn)
     finally:  # also after a Stop or a click: the numbers of what was sampled, and the turn
+        chat.on_beam_step = None
         chunks.close()
         if not recorded:
             record()
         save_conversation(chat)
 
 
-def memory_note(chat: ChatSession, turn) -> str:
+def beam_progress(box, cfg: SamplingConfig):
+    """What a beam search shows while it works: nothing is streamed until its hypotheses
+    agree, so a line says how far it got (a few times a second). Drawing the line is also
+    where a Stop or any click interrupts the search (Streamlit checks for them whenever
+    something is drawn)."""
+    last = [0.0]
+    relevance = f", relevance {cfg.relevance:g}" if cfg.relevance > 0 else ""
+
+    def show(done: int, most: int) -> None:
+        now = time.perf_counter()
+        if now - last[0] >= 0.2:
+            last[0] = now
+            box.caption(f"Beam search (width {cfg.beam_width}{relevance}) is working: {done:,} of "
+                        f"at most {most:,} tokens searched…")
+    return show
+
+
+def memory_kept_through(chat: ChatSession, turn) -> float | None:
     """How much of its state the model kept per step through this reply (see chatbot/lm/gates.py)."""
     if not turn.reply.ids:
-        return ""
-    kept = memory_kept(trace(chat.model, turn.reply.ids, turn.state_before_reply))
-    return "" if kept is None else f" · memory kept per step {kept:.3f}"
+        return None
+    return memory_kept(trace(chat.model, turn.reply.ids, turn.state_before_reply))
 
 
-def reply_caption(stats: StreamStats, tokens: int, ended: bool) -> str:
+def reply_stats(stats: StreamStats, tokens: int) -> dict:
     ttft = stats.time_to_first_token()
-    return (f"{tokens} tokens · {stats.tokens_per_second(tokens):,.0f} tokens/s"
-            + (f" · first token after {ttft * 1000:,.0f} ms" if ttft is not None else "")
-            + ("" if ended else " · stopped before the bot ended its turn (Continue extends it)"))
+    return {"tokens": tokens, "tokens_per_second": round(stats.tokens_per_second(tokens), 1),
+            "first_token_ms": None if ttft is None else round(ttft * 1000, 1)}
+
+
+def stats_text(stats: dict, ended: bool) -> str:
+    """The line under a reply: tokens, the rate while generating (time spent waiting for the
+    page to draw is not counted), the time to the first token, and why it stopped."""
+    if not isinstance(stats.get("tokens"), int):
+        return ""
+    ttft, kept = stats.get("first_token_ms"), stats.get("memory_kept")
+    return (f"{stats['tokens']} tokens · {stats.get('tokens_per_second') or 0:,.0f} tokens/s while generating"
+            + (f" · first token after {ttft:,.0f} ms" if isinstance(ttft, (int, float)) else "")
+            + ("" if ended else " · stopped before the bot ended its turn (Continue extends it)")
+            + (f" · beam search's limit at this width: {stats['beam_limit']:,} tokens per reply"
+               if isinstance(stats.get("beam_limit"), int) else "")
+            + (f" · memory kept per step {kept:.3f}" if isinstance(kept, (int, float)) else ""))
 
 
 def _prefixed(prefix: str, chunks):
@@ -255,10 +336,16 @@ def _prefixed(prefix: str, chunks):
     yield from chunks
 
 
-store = conversation_store()
+notice_box = st.sidebar.container()  # the top of the sidebar: saving is off, and why
+state._notice_drawn = False
+store = conversation_store().owned_by(conversation_owner())
+database_notice()
 if state.get("conv_id") is None:  # a new tab, or a reload: the URL says which conversation
     wanted = st.query_params.get("c")
-    open_conversation(wanted) if wanted else new_conversation()
+    if wanted:  # (a statement, not an expression: Streamlit's magic would draw its value)
+        open_conversation(wanted)
+    else:
+        new_conversation()
 info, sampling = sidebar_settings()
 chat = current_session(info, sampling)
 keep_conversation_in_url()
@@ -289,25 +376,29 @@ message = st.chat_input("Message the bot", key="message", submit_mode="stop")
 if message is not None:
     state.conv_notice = None
 if state.get("conv_notice"):
-    st.warning(escape_markdown(state.conv_notice))
+    st.warning(escape_markdown(relative_paths(state.conv_notice)))
 started = time.perf_counter()
-try:
-    if message is not None:
+pieces, prefix, refused = None, "", None
+try:  # what this run asks for; a refusal (nothing to continue, an empty message) is shown
+    if message is not None:  # under the transcript, which stays on screen
         pieces = chat.send(message)
-        show_turns(chat, len(chat.turns) - 1)
-        show_user(chat.turns[-1].user, chat.turns[-1].cut_from)
-        show_streamed_reply(chat, pieces, started)
     elif regenerate or extend:
         prefix = chat.turns[-1].reply.text if extend and chat.turns else ""
         pieces = chat.continue_reply() if extend else chat.regenerate()
+except ChatbotError as exc:
+    refused = exc
+try:
+    if pieces is not None:
         show_turns(chat, len(chat.turns) - 1)
         show_user(chat.turns[-1].user, chat.turns[-1].cut_from)
         show_streamed_reply(chat, pieces, started, prefix)
     else:
         show_turns(chat, len(chat.turns))
-        if not chat.turns and not chat.earlier:
+        if not chat.turns and not chat.earlier and refused is None:
             st.info(f"Chatting with **{escape_markdown(info.name)}**. Say hello! Its memory "
                     f"starts empty and grows with the conversation.")
 except ChatbotError as exc:
-    st.error(escape_markdown(str(exc)))
+    refused = exc
+if refused is not None:
+    st.error(escape_markdown(relative_paths(str(refused))))
 saved_conversations(saved_box)

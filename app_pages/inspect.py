@@ -12,11 +12,11 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app_pages.resources import loaded_model, models_dir, open_model
 from app_pages.catalog import list_checkpoints
+from app_pages.plain_text import escape_markdown
+from app_pages.resources import loaded_model, models_dir, open_model
 from chatbot.lm.gates import Trace, memory_kept, trace
 from chatbot.lm.state import RecurrentState
-from app_pages.plain_text import escape_markdown
 
 MAX_TOKENS = 2000
 MAX_COLUMNS = 400  # heatmap columns; longer texts are averaged into this many bins

@@ -18,13 +18,15 @@ class StreamStats:
     first_piece: float | None = None
     finished: float | None = None
     updates: int = 0  # how many times the screen was updated
+    generating: float = 0.0  # seconds spent producing pieces, not waiting for the page
 
     def time_to_first_token(self) -> float | None:
         return None if self.first_piece is None else self.first_piece - self.started
 
     def tokens_per_second(self, tokens: int) -> float:
-        end = self.finished if self.finished is not None else self.started
-        return tokens / (end - self.started) if end > self.started else 0.0
+        """Over the generation alone: the time the page took to draw each update is not
+        counted (the model waits then), so a slow browser does not make the model look slow."""
+        return tokens / self.generating if self.generating > 0 else 0.0
 
 
 def paced(pieces: Iterator[str], stats: StreamStats, max_updates: float = 30.0,
@@ -34,9 +36,12 @@ def paced(pieces: Iterator[str], stats: StreamStats, max_updates: float = 30.0,
     interval = 1.0 / max_updates
     buffer: list[str] = []
     last = None
+    asked = clock()  # when the model was last asked for a piece
     try:
         for piece in pieces:
             now = clock()
+            stats.generating += now - asked
+            asked = now
             if stats.first_piece is None:
                 stats.first_piece = now
             buffer.append(piece)
@@ -45,6 +50,8 @@ def paced(pieces: Iterator[str], stats: StreamStats, max_updates: float = 30.0,
                 last = now
                 yield "".join(buffer)
                 buffer.clear()
+                asked = clock()  # the page has drawn it: from here the model works again
+        stats.generating += clock() - asked  # the work after the last piece (closing the turn)
         if buffer:
             stats.updates += 1
             yield "".join(buffer)

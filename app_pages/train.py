@@ -14,15 +14,15 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from app_pages.resources import MAX_UPLOAD_MB, corpora_dir, data_dir, job_slot, models_dir
-from chatbot.text.corpus import CORPUS_SUFFIXES, load_corpus
+from app_pages.plain_text import escape_markdown
+from app_pages.resources import MAX_UPLOAD_MB, corpora_dir, data_dir, job_slot, models_dir, relative_paths
+from app_pages.train_job import JobRequest, JobSnapshot
 from app_pages.uploads import save_upload
 from chatbot.errors import ChatbotError
-from app_pages.plain_text import escape_markdown
+from chatbot.text.corpus import CORPUS_SUFFIXES, load_corpus
 from chatbot.train.budget import EVALUATIONS, RECIPE, Plan, plan_for_budget, too_few_steps_warning
-from chatbot.train.presets import PRESETS
 from chatbot.text.tokenizers import CharTokenizer
-from app_pages.train_job import JobRequest, JobSnapshot
+from chatbot.train.presets import PRESETS
 
 NAME_RULE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
 
@@ -117,7 +117,7 @@ def progress_panel():
 
 def last_result(snap: JobSnapshot, name: str):
     if snap.status == "failed":
-        st.error(escape_markdown(f"Training {name} failed: {snap.error}"))
+        st.error(escape_markdown(relative_paths(f"Training {name} failed: {snap.error}")))
         return
     if not snap.result:
         return
@@ -134,8 +134,8 @@ def last_result(snap: JobSnapshot, name: str):
             (st.success if ready else st.warning)(escape_markdown(f"Verdict: {q['verdict']}."))
         st.info(escape_markdown(summary + ". It is in the model picker on the Chat page."))
     if snap.status == "interrupted":
-        st.caption(escape_markdown(f"The run ended early ({snap.error}); the model of its last "
-                                   f"evaluation is kept."))
+        st.caption(escape_markdown(relative_paths(f"The run ended early ({snap.error}); the model "
+                                                  f"of its last evaluation is kept.")))
     if snap.train_points:
         st.altair_chart(loss_chart(snap), width="stretch")
     for s in q.get("samples", [])[:4]:
@@ -162,7 +162,7 @@ if running:
 elif slot.job is not None:
     last_result(slot.job.snapshot(), slot.job.out.name)
 if "train_error" in st.session_state:
-    st.error(escape_markdown(st.session_state.pop("train_error")))
+    st.error(escape_markdown(relative_paths(st.session_state.pop("train_error"))))
 # The form stays on the page while a run goes on (with Train disabled), so its widgets keep
 # their values across the run.
 
@@ -175,7 +175,7 @@ if source == "Upload a file":
         try:
             corpus = save_upload(data_dir() / "uploads", upload.name, upload.getvalue(), MAX_UPLOAD_MB)
         except ChatbotError as exc:
-            st.error(escape_markdown(str(exc)))
+            st.error(escape_markdown(relative_paths(str(exc))))
 else:
     options = corpus_choices()
     corpus = st.selectbox("Corpus", options, format_func=lambda p: p.name, key="corpus_choice")
@@ -184,7 +184,7 @@ if corpus is None:
     st.stop()
 summary = corpus_summary(str(corpus), files_stamp(corpus))
 if "error" in summary:
-    st.error(escape_markdown(summary["error"].replace(str(corpus.parent) + "/", "")))  # paths stay private
+    st.error(escape_markdown(relative_paths(summary["error"].replace(str(corpus.parent) + "/", ""))))
     st.stop()
 chars, is_chat = summary["characters"], summary["is_chat"]
 st.caption(f"{escape_markdown(corpus.name)}: {chars:,} characters"

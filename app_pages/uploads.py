@@ -12,8 +12,8 @@ import re
 from pathlib import Path
 
 from chatbot.atomic import atomic_write
-from chatbot.text.corpus import CORPUS_SUFFIXES, load_corpus
 from chatbot.errors import ChatbotError
+from chatbot.text.corpus import CORPUS_SUFFIXES, load_corpus
 
 
 def save_upload(folder: Path, name: str, content: bytes, max_mb: int) -> Path:

@@ -50,7 +50,7 @@ def person(ckpt, stepper, store, n: int, messages: list[str], max_tokens: int, s
 
 def run(ckpt, stepper, sessions: int, messages: list[str], max_tokens: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        store = ConversationStore(Path(tmp) / "conversations.sqlite3")
+        store = ConversationStore(Path(tmp) / "conversations.sqlite3").owned_by("bench")
         out: list = []
         start = threading.Barrier(sessions + 1)
         threads = [threading.Thread(target=person, args=(ckpt, stepper, store, n, messages, max_tokens, start, out))

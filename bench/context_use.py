@@ -75,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
 
     ckpt = load_checkpoint(args.model)
     model, tok = ckpt.model, ckpt.tokenizer
-    corpus_path = args.corpus or ckpt.config.get("corpus", {}).get("path")
-    fraction = args.val_fraction or ckpt.config.get("training", {}).get("val_fraction", 0.1)
+    corpus_path = args.corpus or (ckpt.spec.corpus.path if ckpt.spec.corpus else None)
+    fraction = args.val_fraction or ckpt.spec.training.val_fraction
     corpus = load_corpus(ROOT / corpus_path if not Path(corpus_path).is_absolute() else corpus_path)
     convs = validation_conversations(corpus, fraction)
     rng = random.Random(args.seed)

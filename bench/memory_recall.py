@@ -23,10 +23,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "corpora"))
 
+import torch  # noqa: E402
+
 from chatbot.chat.sampling import SamplingConfig  # noqa: E402
 from chatbot.chat.session import ChatSession  # noqa: E402
 from chatbot.lm.checkpoint import load_checkpoint  # noqa: E402
-from chatbot.text.corpus import load_corpus  # noqa: E402
+from chatbot.text.corpus import load_corpus, turn_ids  # noqa: E402
 from memory import invented_word  # noqa: E402  (corpora/memory.py)
 
 # How each kind of fact is told and asked for (phrasings the corpus also uses), by language.
@@ -74,7 +76,79 @@ def with_particle(template: str, value: str) -> str:
     return template.replace("{v}", value)
 
 
-def trial(ckpt, lang: str, kind: str, value: str, k: int, max_new_tokens: int) -> tuple[bool, str]:
+class CacheChat:
+    """Greedy chat with a continuous cache (Grave et al. 2017) over the last `window` tokens:
+    the next-token distribution is mixed with one that copies the token that followed each
+    earlier position, weighted by how alike that position's top-layer output is to the
+    current one: p = (1 - lam) p_model + lam softmax(theta cos(h_t, h_i)) scattered onto
+    x_{i+1}; gated, lam is scaled by the attention's peak. The memory is the recurrent state plus that bounded window, so a turn's cost
+    stays constant. An experiment measured here, not (yet) an option of the app."""
+
+    def __init__(self, model, tokenizer, theta: float, lam: float, window: int, max_new_tokens: int,
+                 gated: bool = False, gate: list[float] | None = None):
+        self.model, self.tok, self.gated, self.gate = model, tokenizer, gated, gate
+        self.theta, self.lam, self.window, self.max_new_tokens = theta, lam, window, max_new_tokens
+        self.state = model.initial_state(1)
+        self.keys = torch.zeros(0, model.config.hidden_size)
+        self.values = torch.zeros(0, dtype=torch.long)
+        self.pending: torch.Tensor | None = None  # the last output, whose next token is not known yet
+        self._outputs: list[torch.Tensor] = []
+        self._hook = model.rnn.register_forward_hook(lambda _m, _inp, out: self._outputs.append(out[0]))
+
+    def close(self) -> None:
+        self._hook.remove()
+
+    @torch.inference_mode()
+    def _feed(self, ids: list[int]) -> torch.Tensor:
+        self._outputs.clear()
+        logits, self.state = self.model(torch.tensor([ids]), self.state)
+        out = torch.nn.functional.normalize(self._outputs[-1][0].float(), dim=-1)
+        if self.pending is not None:
+            self.keys = torch.cat([self.keys, self.pending[None]])
+            self.values = torch.cat([self.values, torch.tensor(ids[:1])])
+        self.keys = torch.cat([self.keys, out[:-1]])[-self.window:]
+        self.values = torch.cat([self.values, torch.tensor(ids[1:], dtype=torch.long)])[-self.window:]
+        self.pending = out[-1]
+        return logits[0, -1]
+
+    def _next(self, logits: torch.Tensor) -> int:
+        """Grave's mixture, gated by how peaked the attention is: a window where one earlier
+        position matches the current output well gets weight up to lam; a window with no
+        clear match (flat attention) leaves the model's own distribution nearly as it is."""
+        p = torch.softmax(logits.float(), dim=-1)
+        if len(self.keys):
+            attn = torch.softmax(self.theta * (self.keys @ self.pending), dim=0)
+            if self.gate is not None:  # a fitted gate: sigmoid(w . [peak, max p, entropy, 1])
+                entropy = -(p * p.clamp_min(1e-12).log()).sum()
+                w = self.gate
+                lam = float(torch.sigmoid(w[0] * attn.max() + w[1] * p.max() + w[2] * entropy + w[3]))
+            else:
+                lam = self.lam * float(attn.max()) if self.gated else self.lam
+            p = (1 - lam) * p + lam * torch.zeros_like(p).index_add_(0, self.values, attn)
+        return int(p.argmax())
+
+    def send(self, message: str) -> str:
+        logits = self._feed(turn_ids(self.tok, "user", message) + [self.tok.bot_id])
+        ids: list[int] = []
+        for _ in range(self.max_new_tokens):
+            token = self._next(logits)
+            logits = self._feed([token])
+            if token == self.tok.end_id:
+                break
+            ids.append(token)
+        return self.tok.decode(ids)
+
+
+def trial(ckpt, lang: str, kind: str, value: str, k: int, max_new_tokens: int,
+          cache: tuple | None = None) -> tuple[bool, str]:
+    if cache:
+        chat = CacheChat(ckpt.model, ckpt.tokenizer, *cache[:3], max_new_tokens=max_new_tokens, gated=cache[3],
+                         gate=cache[4])
+        for message in [with_particle(FACTS[lang][kind][0], value), *SMALL_TALK[lang][:k]]:
+            chat.send(message)
+        reply = chat.send(FACTS[lang][kind][1])
+        chat.close()
+        return value.lower() in reply.lower(), reply
     session = ChatSession(ckpt.model, ckpt.tokenizer, SamplingConfig(temperature=0, max_new_tokens=max_new_tokens))
     tell, ask = FACTS[lang][kind]
     "".join(session.send(with_particle(tell, value)))
@@ -94,6 +168,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-new-tokens", type=int, default=60)
     p.add_argument("--seed", type=int, default=20261201)
     p.add_argument("--show", type=int, default=2, help="example replies to print per cell")
+    p.add_argument("--cache", type=float, nargs=3, metavar=("THETA", "LAMBDA", "WINDOW"),
+                   help="also measure with a continuous cache over the last WINDOW tokens, e.g. 20 0.3 1024")
+    p.add_argument("--gated", action="store_true", help="scale the cache's weight by its attention's peak")
+    p.add_argument("--gate", type=float, nargs=4, metavar="W", help="a fitted gate's weights (peak, max p, entropy, bias)")
     p.add_argument("--smoke", action="store_true", help="2 trials at k = 0 and 1: checks the bench runs")
     args = p.parse_args(argv)
     if args.smoke:
@@ -105,31 +183,38 @@ def main(argv: list[str] | None = None) -> int:
     corpus_text = "\n".join(" ".join(t for _, t in piece) if isinstance(piece, list) else piece
                             for _, piece in corpus.pieces()).lower()
     rng = random.Random(args.seed)
-    started = time.perf_counter()
+    values = {lang: {kind: fresh_values(lang, kind, args.trials, corpus_text, rng) for kind in args.kinds}
+              for lang in ("en", "ko")}
     model = ckpt.spec.model
     print(f"model: {args.model} ({model.cell} {model.num_layers}x{model.hidden_size}, "
           f"{ckpt.spec.tokenizer.kind}); corpus: {corpus_path}; "
           f"{args.trials} made-up facts per cell ({', '.join(args.kinds)}), none in the corpus; greedy")
-    table: dict[tuple[str, int], float] = {}
-    for lang in ("en", "ko"):
-        values = {kind: fresh_values(lang, kind, args.trials, corpus_text, rng) for kind in args.kinds}
-        for k in args.distances:
-            hits, shown = 0, 0
-            for i in range(args.trials):
-                kind = args.kinds[i % len(args.kinds)]
-                value = values[kind][i]
-                hit, reply = trial(ckpt, lang, kind, value, k, args.max_new_tokens)
-                hits += hit
-                if shown < args.show:
-                    print(f"  [{lang} k={k} {kind}={value}] {'HIT ' if hit else 'miss'} {reply!r}")
-                    shown += 1
-            table[(lang, k)] = hits / args.trials
-    print()
-    print("| language | " + " | ".join(f"k = {k}" for k in args.distances) + " |")
-    print("|---|" + "---|" * len(args.distances))
-    for lang, label in (("en", "English"), ("ko", "Korean")):
-        print(f"| {label} | " + " | ".join(f"{100 * table[(lang, k)]:.0f}%" for k in args.distances) + " |")
-    print(f"\n({time.perf_counter() - started:.0f} s)")
+    variants = [("recurrent state alone", None)]
+    if args.cache:
+        theta, lam, window = args.cache
+        variants.append((f"state + {'gated ' if args.gated else ''}continuous cache (θ {theta:g}, λ {lam:g}, "
+                         f"{int(window)} tokens)", (theta, lam, int(window), args.gated, args.gate)))
+    for label, cache in variants:
+        started = time.perf_counter()
+        table: dict[tuple[str, int], float] = {}
+        for lang in ("en", "ko"):
+            for k in args.distances:
+                hits, shown = 0, 0
+                for i in range(args.trials):
+                    kind = args.kinds[i % len(args.kinds)]
+                    value = values[lang][kind][i]
+                    hit, reply = trial(ckpt, lang, kind, value, k, args.max_new_tokens, cache)
+                    hits += hit
+                    if shown < args.show:
+                        print(f"  [{lang} k={k} {kind}={value}] {'HIT ' if hit else 'miss'} {reply!r}")
+                        shown += 1
+                table[(lang, k)] = hits / args.trials
+        print(f"\n{label}:\n")
+        print("| language | " + " | ".join(f"k = {k}" for k in args.distances) + " |")
+        print("|---|" + "---|" * len(args.distances))
+        for lang, name in (("en", "English"), ("ko", "Korean")):
+            print(f"| {name} | " + " | ".join(f"{100 * table[(lang, k)]:.0f}%" for k in args.distances) + " |")
+        print(f"\n({time.perf_counter() - started:.0f} s)\n")
     return 0
 
 

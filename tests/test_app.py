@@ -272,3 +272,84 @@ def test_beam_search_from_the_sidebar(app_env):
     assert (sampling.beam_width, sampling.relevance, sampling.min_p) == (3, 0.25, 0.05)
     reply = say(at, "what is an lstm?")
     assert at.session_state.chat.turns[-1].reply.ended and reply
+
+
+def test_folders_with_damaged_configs_are_listed_as_broken_and_the_page_works(app_env):
+    from test_catalog import BAD_CONFIGS, damage
+    for name, (change, _) in BAD_CONFIGS.items():
+        damage(shutil.copytree(app_env / "tiny", app_env / name), change)
+    at = start(temperature=0.0)
+    options = at.sidebar.selectbox(key="model_name").options
+    assert len(options) == 1 and options[0].startswith("tiny")
+    notes = " ".join(c.value.replace("\\", "") for c in at.sidebar.caption)
+    for name, (_, reason) in BAD_CONFIGS.items():
+        assert f"{name}: not loadable (" in notes and reason.replace("\\", "") in notes, name
+    assert say(at, "hello") == escape_markdown("Hi! How are you today?")
+
+
+def test_errors_name_files_relative_to_the_apps_folders_never_by_the_servers_paths(app_env, tmp_path):
+    (app_env / "tiny" / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\": ")
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+    assert not at.exception, at.exception
+    errors = [e.value.replace("\\", "") for e in at.error]
+    assert any("Cannot load tiny: models/tiny/model.safetensors: not a safetensors file" in e
+               for e in errors), errors
+    assert str(tmp_path) not in " ".join(errors)
+    shutil.rmtree(app_env / "tiny")
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+    errors = [e.value.replace("\\", "") for e in at.sidebar.error]
+    assert any("No usable model in models/" in e for e in errors) and str(tmp_path) not in " ".join(errors)
+
+
+def test_a_fresh_chat_page_draws_no_stray_value(app_env):
+    at = start()
+    assert not at.get("code") and not at.get("json") and not at.get("badge")
+    assert not [m for m in at.main.get("markdown") if m.value.strip() in ("None", "`None`")]
+
+
+def test_continue_on_a_finished_reply_keeps_the_transcript_and_says_why(app_env):
+    at = start(temperature=0.0)
+    reply = say(at, "hello")
+    assert at.session_state.chat.turns[-1].reply.ended
+    next(b for b in at.sidebar.button if b.label == "Continue the last reply").click().run()
+    assert not at.exception, at.exception
+    assert [m.name for m in at.chat_message] == ["user", "assistant"]
+    assert at.chat_message[1].markdown[0].value == reply
+    assert any("the last reply is finished" in e.value.replace("\\", "") for e in at.error)
+
+
+def test_sidebar_ranges_are_the_librarys_limits(app_env):
+    from chatbot.chat.sampling import (MAX_BEAM_WIDTH, MAX_NEW_TOKENS_LIMIT, MAX_RELEVANCE,
+                                  MAX_REPETITION_PENALTY, MAX_TEMPERATURE)
+    at = start()
+    side = at.sidebar
+    assert side.slider(key="temperature").max == MAX_TEMPERATURE
+    assert side.slider(key="repetition_penalty").max == MAX_REPETITION_PENALTY
+    assert side.slider(key="relevance").max == MAX_RELEVANCE
+    assert side.number_input(key="beam_width").max == MAX_BEAM_WIDTH
+    assert side.number_input(key="max_new_tokens").max == MAX_NEW_TOKENS_LIMIT
+    side.number_input(key="max_new_tokens").set_value(MAX_NEW_TOKENS_LIMIT)
+    side.slider(key="temperature").set_value(MAX_TEMPERATURE)
+    at.run()
+    assert not at.exception, at.exception
+    sampling = at.session_state.chat.sampling
+    assert (sampling.max_new_tokens, sampling.temperature) == (MAX_NEW_TOKENS_LIMIT, MAX_TEMPERATURE)
+
+
+def test_a_wide_beam_search_is_bounded_and_says_so(app_env):
+    from chatbot.lm.checkpoint import WEIGHTS_FILE, load_tensors, save_tensors
+    weights, meta = load_tensors(app_env / "tiny" / WEIGHTS_FILE)
+    from chatbot.lm.checkpoint import load_checkpoint
+    end = load_checkpoint(app_env / "tiny").tokenizer.end_id
+    weights["head.bias"][end] = -1e4  # this model never ends its turn
+    save_tensors(app_env / "tiny" / WEIGHTS_FILE, weights, meta)
+    at = start(relevance=0.5)
+    at.default_timeout = 600  # 147 steps of 272 rows: seconds alone, longer on a busy machine
+    at.sidebar.number_input(key="beam_width").set_value(16)
+    at.sidebar.number_input(key="max_new_tokens").set_value(20_000)
+    at.run()
+    say(at, "hello")
+    assert len(at.session_state.chat.turns[-1].reply.ids) == 147
+    caption = at.chat_message[-1].caption[-1].value
+    assert "beam search's limit at this width: 147 tokens per reply" in caption, caption
+    assert at.session_state.chat.on_beam_step is None

@@ -25,9 +25,15 @@ def app_env(tiny_checkpoint, tmp_path, monkeypatch):
     return models, data
 
 
-def open_tab(conversation: str | None = None, seed: int | None = 42) -> AppTest:
-    """A new browser tab (a new session), at ?c=conversation when given."""
+BROWSER = "a-test-browsers-owner-key-0123456789abcdefghijklmnop"  # the cookie a browser would send
+OTHER_BROWSER = "another-browsers-owner-key-0123456789abcdefghijklmn"
+
+
+def open_tab(conversation: str | None = None, seed: int | None = 42, browser: str = BROWSER) -> AppTest:
+    """A new browser tab (a new session) of `browser`, at ?c=conversation when given. AppTest
+    cannot send cookies, so the browser's key is handed to the session as the cookie would."""
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.session_state["owner_key"] = browser
     if conversation:
         at.query_params["c"] = conversation
     at.run()
@@ -147,7 +153,76 @@ def test_a_damaged_database_is_reported_and_the_chat_still_works(app_env):
     data.mkdir()
     (data / "conversations.sqlite3").write_bytes(b"not a database at all" * 50)
     at = open_tab()
-    errors = [e.value for e in at.sidebar.error]
-    assert any("Conversations are not being saved" in e and "move it aside" in e for e in errors)
+    errors = [e.value.replace("\\", "") for e in at.sidebar.error]
+    assert any("Conversations are not being saved" in e and "is damaged" in e
+               and "data/conversations.sqlite3" in e for e in errors), errors
     assert say(at, "hello")
     assert (data / "conversations.sqlite3").read_bytes() == b"not a database at all" * 50
+
+
+def test_a_database_damaged_while_the_app_runs_keeps_the_chat_going(app_env):
+    """truncate -s0 the file, remove -wal and -shm, reload: the page says saving is off and
+    why, the chat goes on, and the damaged file is kept with a copy beside it."""
+    _, data = app_env
+    first = open_tab()
+    say(first, "hello")
+    path = data / "conversations.sqlite3"
+    with open(path, "r+b") as f:
+        f.truncate(0)
+    for suffix in ("-wal", "-shm"):
+        (data / f"conversations.sqlite3{suffix}").unlink(missing_ok=True)
+    reloaded = open_tab(first.query_params["c"])
+    assert not reloaded.exception, reloaded.exception
+    errors = [e.value.replace("\\", "") for e in reloaded.sidebar.error]
+    assert any("Conversations are not being saved" in e and "is damaged (no such table" in e
+               and "a copy is kept as data/conversations.sqlite3.damaged-" in e for e in errors), errors
+    assert str(data) not in " ".join(errors)
+    assert say(reloaded, "what is an lstm?")
+    assert say(first, "my name is Mina")  # the other session chats on too
+    assert path.exists() and path.stat().st_size == 0
+    assert len(list(data.glob("conversations.sqlite3.damaged-*"))) == 1
+
+
+def test_another_browser_cannot_list_or_open_this_browsers_conversations(app_env):
+    mine = open_tab()
+    say(mine, "my secret password is hunter2")
+    conversation = mine.query_params["c"]
+    theirs = open_tab(conversation, browser=OTHER_BROWSER)  # knowing the ?c= id is not enough
+    assert not theirs.exception, theirs.exception
+    assert not theirs.chat_message and theirs.session_state.chat.turns == []
+    assert theirs.query_params["c"] != conversation
+    assert "not among this browser's saved conversations" in theirs.warning[0].value.replace("\\", "")
+    labels = " ".join(b.label for b in theirs.sidebar.button)
+    assert "hunter2" not in labels and f"open-{conversation}" not in [b.key for b in theirs.sidebar.button]
+    say(theirs, "hello")
+    assert len(open_tab(conversation).session_state.chat.turns) == 1  # still mine, untouched
+
+
+def test_a_signed_in_account_owns_its_conversations_on_any_browser(app_env):
+    account = {"is_logged_in": True, "iss": "https://id.example.org", "sub": "alice", "email": "a@x.org"}
+    laptop = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    laptop.user = account
+    laptop.run()
+    say(laptop, "hello from the laptop")
+    conversation = laptop.query_params["c"]
+    phone = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    phone.user = account
+    phone.session_state["owner_key"] = OTHER_BROWSER
+    phone.query_params["c"] = conversation
+    phone.run()
+    assert shown(phone)[0] == escape_markdown("hello from the laptop")
+    bob = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    bob.user = {**account, "sub": "bob"}
+    bob.query_params["c"] = conversation
+    bob.run()
+    assert not bob.chat_message and bob.query_params["c"] != conversation
+
+
+def test_the_numbers_under_each_reply_come_back_after_a_reload(app_env):
+    at = open_tab()
+    say(at, "hello")
+    say(at, "what is an lstm?")
+    captions = [m.caption[0].value for m in at.chat_message if m.name == "assistant"]
+    assert len(captions) == 2 and all("tokens/s while generating" in c for c in captions)
+    reloaded = open_tab(at.query_params["c"])
+    assert [m.caption[0].value for m in reloaded.chat_message if m.name == "assistant"] == captions

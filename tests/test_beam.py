@@ -6,11 +6,11 @@ from collections import Counter
 import pytest
 import torch
 
-from chatbot.chat.beam import beam_reply, score_reply
-from chatbot.chat.session import ChatSession
+from chatbot.chat.session.beam import beam_reply, score_reply
+from chatbot.chat.session.session import ChatSession
 from chatbot.lm.checkpoint import load_checkpoint
 from chatbot.errors import ChatbotError
-from chatbot.chat.sampling import Reply, SamplingConfig, choose_token, sample_reply, typical_filter
+from chatbot.chat.session.sampling import Reply, SamplingConfig, choose_token, sample_reply, typical_filter
 from chatbot.lm.spec import TrainConfig
 from chatbot.train.loop import train
 from conftest import ROOT, run_spec
@@ -132,3 +132,59 @@ def test_min_p_and_typical_p_filter_and_are_validated():
                 {"beam_width": 0}, {"beam_width": 99}, {"relevance": -1.0}):
         with pytest.raises(ChatbotError, match=list(bad)[0]):
             SamplingConfig(**bad)
+
+
+def never_ending(ckpt):
+    """The model with its end-of-turn token made impossible: every search runs to its limit."""
+    import copy
+    model = copy.deepcopy(ckpt.model)
+    with torch.no_grad():
+        model.head.bias[ckpt.tokenizer.end_id] = -1e4
+    return model
+
+
+def test_the_work_of_a_beam_search_is_bounded_per_reply(tiny_checkpoint):
+    from chatbot.chat.beam import MAX_BEAM_WORK, beam_steps
+    ckpt = load_checkpoint(tiny_checkpoint)
+    cfg = SamplingConfig(beam_width=16, relevance=0.5, max_new_tokens=20_000)
+    chat = ChatSession(never_ending(ckpt), ckpt.tokenizer, cfg)
+    calls, rows = [], []
+    chat.on_beam_step = lambda done, most: calls.append((done, most))
+    pieces = chat.send("hello")
+    chat.model.register_forward_hook(lambda module, args, out: rows.append(args[0].numel()))
+    "".join(pieces)
+    most = beam_steps(cfg, True)
+    assert most == MAX_BEAM_WORK // (16 * 17) == 147
+    assert calls == [(n, most) for n in range(1, most + 1)]  # progress after every token
+    assert sum(rows) <= MAX_BEAM_WORK + 1000  # (+ following the chosen reply's tokens)
+    reply = chat.turns[-1].reply
+    assert len(reply.ids) == most and not reply.ended  # unfinished: Continue searches on
+    "".join(chat.continue_reply())
+    assert len(chat.turns[-1].reply.ids) == 2 * most
+    assert beam_steps(cfg.with_(beam_width=4, relevance=0.0, max_new_tokens=300), False) == 300
+
+
+def test_a_beam_search_stops_at_once_when_its_progress_callback_interrupts(tiny_checkpoint):
+    class Interrupt(Exception):
+        pass
+
+    ckpt = load_checkpoint(tiny_checkpoint)
+    chat = ChatSession(never_ending(ckpt), ckpt.tokenizer,
+                       SamplingConfig(beam_width=8, relevance=0.5, max_new_tokens=20_000))
+    calls = []
+
+    def click(done, most):
+        calls.append(done)
+        if done == 5:
+            raise Interrupt  # what a Stop or a click raises inside Streamlit's next draw
+
+    chat.on_beam_step = click
+    with pytest.raises(Interrupt):
+        "".join(chat.send("hello"))
+    assert calls == [1, 2, 3, 4, 5]
+    turn = chat.turns[-1]
+    follow = ChatSession(ckpt.model, ckpt.tokenizer)
+    follow.state = turn.state_before_reply.clone()
+    if turn.reply.ids:
+        follow.feed(turn.reply.ids)
+    assert chat.state.equals(follow.state, atol=1e-5, rtol=1e-5)  # the state matches the text kept

@@ -108,3 +108,16 @@ def test_train_page_quality_smoke_prints_its_table():
     rows = [line for line in r.stdout.splitlines() if line.startswith("| chat.jsonl")]
     assert len(rows) == 2 and "Train page, all defaults" in rows[0] and "--preset tiny" in rows[1]
     assert "evaluations with samples" in r.stdout
+
+
+def test_copy_cache_smoke_prints_its_table_and_gate(tiny_checkpoint):
+    r = run_cli("bench/copy_cache.py", "--model", str(tiny_checkpoint), "--smoke", timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "| model alone |" in r.stdout and "| + cache, fitted gate |" in r.stdout
+    gate = r.stdout.split("--gate ")[1].split()
+    assert len(gate) == 4 and all(float(x) == float(x) for x in gate)  # four finite-or-not numbers, parsed
+
+    recall = run_cli("bench/memory_recall.py", "--model", str(tiny_checkpoint), "--smoke",
+                     "--cache", "20", "1", "256", "--gate", *gate, timeout=300)
+    assert recall.returncode == 0, recall.stderr
+    assert "state + continuous cache" in recall.stdout and recall.stdout.count("| Korean |") == 2

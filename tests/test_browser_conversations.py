@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from browser_harness import CHROMIUM, Chat, app_server, browser, new_page
-from chatbot.chat.session import ChatSession
+from chatbot.chat.session.session import ChatSession
 from chatbot.lm.checkpoint import load_checkpoint
-from chatbot.chat.sampling import SamplingConfig
+from chatbot.chat.session.sampling import SamplingConfig
 from conftest import ROOT
 
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
@@ -77,3 +77,49 @@ def test_five_tabs_at_once_each_get_their_own_replies(folders):
             assert chat.page.locator('[data-testid="stException"]').count() == 0
         assert len({chat.conversation() for chat in chats.values()}) == 5
         chats[0].page.screenshot(path=str(ARTIFACTS / "five-tabs-tab0.png"), full_page=True)
+
+
+def test_another_browser_never_sees_lists_or_opens_this_browsers_conversations(folders):
+    """Two browser contexts (separate cookie jars: two people). The owner key lives in a
+    cookie, so a reload and a second tab of the same browser keep the conversation, while the
+    other browser sees nothing of it, even with its ?c= address."""
+    models, data, tmp = folders
+
+    def tab(context) -> Chat:
+        page = context.new_page()
+        page.set_default_timeout(120_000)
+        return Chat(page, url)
+
+    def body(chat: Chat) -> str:
+        return chat.page.inner_text("body")
+
+    with browser() as chromium, app_server(models, data, tmp / "server.log") as (url, _):
+        alice_browser = chromium.new_context(viewport={"width": 1280, "height": 1000})
+        alice = tab(alice_browser)
+        alice.open()
+        alice.say("my secret password is hunter2")
+        conversation = alice.conversation()
+        alice.page.wait_for_function("() => document.body.innerText.includes('my secret password is hunter2 · 1 turn')")
+        assert any(c["name"] == "lstm_chat_owner" for c in alice_browser.cookies())
+
+        bob_browser = chromium.new_context(viewport={"width": 1280, "height": 1000})
+        bob = tab(bob_browser)
+        bob.open()
+        assert "hunter2" not in body(bob)  # not listed
+        bob.open(conversation)  # knowing the address is not enough
+        bob.page.wait_for_function(
+            "() => document.body.innerText.includes(\"not among this browser's saved conversations\")")
+        assert "hunter2" not in body(bob) and bob.bubbles().count() == 0
+        assert bob.conversation() != conversation
+        bob.page.screenshot(path=str(ARTIFACTS / "other-browser-sees-nothing.png"), full_page=True)
+        bob.say("hello")
+        assert "hunter2" not in body(bob)
+
+        alice.page.reload()  # the same browser: a reload and a second tab still have it
+        alice.page.wait_for_function("() => document.querySelectorAll('[data-testid=\"stChatMessage\"]').length == 2")
+        assert alice.text(0) == "my secret password is hunter2"
+        second = tab(alice_browser)
+        second.open(conversation)
+        second.page.wait_for_function("() => document.querySelectorAll('[data-testid=\"stChatMessage\"]').length == 2")
+        assert "hello" not in [second.text(i) for i in range(2)]  # bob's chat is not listed either
+        assert "hunter2" in body(second)

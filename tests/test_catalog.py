@@ -38,3 +38,40 @@ def test_the_default_model_is_listed_first():
     from conftest import ROOT
     infos = list_checkpoints(ROOT / "models")
     assert infos[0].name == "default" and infos[0].valid
+
+
+def damage(folder, change) -> None:
+    """Rewrite a copied checkpoint's config.json: `change` edits the dict, or is the new text."""
+    import json
+    path = folder / "config.json"
+    if isinstance(change, str):
+        path.write_text(change)
+    else:
+        config = json.loads(path.read_text())
+        change(config)
+        path.write_text(json.dumps(config))
+
+
+NESTED = '{"format": "lstm-chat/1", "model": ' + "[" * 200_000 + "]" * 200_000 + "}"
+BAD_CONFIGS = {
+    "metrics-list": (lambda c: c.update(metrics=[1]), '"metrics" must be a JSON object, got list [1]'),
+    "corpus-string": (lambda c: c.update(corpus="x"), '"corpus" must be a JSON object, got str x'),
+    "model-string": (lambda c: c.update(model="big"), '"model" must be a JSON object'),
+    "tokenizer-kind-list": (lambda c: c["tokenizer"].update(kind=["char"]), "config.json"),
+    "cell-list": (lambda c: c["model"].update(cell=["lstm"]), "config.json"),
+    "dropout-string": (lambda c: c["model"].update(dropout="x"), "config.json"),
+    "nested": (NESTED, "nests too deeply"),
+}
+
+
+def test_any_config_json_gives_a_broken_entry_with_its_reason_never_an_exception(tiny_checkpoint, tmp_path):
+    root = tmp_path / "models"
+    shutil.copytree(tiny_checkpoint, root / "good")
+    for name, (change, _) in BAD_CONFIGS.items():
+        damage(shutil.copytree(tiny_checkpoint, root / name), change)
+    found = {i.name: i for i in list_checkpoints(root)}
+    assert found["good"].valid and "bits/char" in found["good"].describe()
+    for name, (_, reason) in BAD_CONFIGS.items():
+        assert not found[name].valid, name
+        assert reason in found[name].describe(), (name, found[name].describe())
+        assert str(tmp_path) not in found[name].describe()

@@ -125,3 +125,12 @@ def test_generate_with_beam_search_and_filters(tiny_checkpoint):
     assert filtered.returncode == 0 and filtered.stdout.strip()
     refused(run_cli(*base, "--beam-width", "0"), "beam_width must be")
     refused(run_cli(*base, "--min-p", "1.2"), "min_p must be in [0, 1)")
+
+
+def test_a_deeply_nested_config_is_an_error_not_a_traceback(tmp_path, tiny_checkpoint):
+    import shutil
+    folder = shutil.copytree(tiny_checkpoint, tmp_path / "nested")
+    (folder / "config.json").write_text('{"format": "lstm-chat/1", "model": ' + "[" * 200_000
+                                        + "]" * 200_000 + "}")
+    refused(run_cli("-m", "chatbot", "generate", "--model", str(folder), "--prompt", "hi"),
+            "config.json", "nests too deeply")

@@ -6,10 +6,10 @@ import threading
 
 import pytest
 
-from chatbot.chat.session import ChatSession
+from chatbot.chat.session.session import ChatSession
 from chatbot.lm.checkpoint import load_checkpoint
-from chatbot.chat.conversations import ConversationStore, restore_session
-from chatbot.chat.sampling import SamplingConfig
+from chatbot.chat.session.conversations import ConversationStore, restore_session
+from chatbot.chat.session.sampling import SamplingConfig
 from chatbot.lm.stepper import Stepper
 
 SESSIONS = 20
@@ -50,7 +50,7 @@ def test_twenty_concurrent_sessions_on_one_model_never_cross_talk(ckpt, tmp_path
     # Nearly all differ, so cross-talk would show (two beam searches may agree word for word).
     assert len({tuple(r) for r in alone}) >= SESSIONS - 2
 
-    store = ConversationStore(tmp_path / "conversations.sqlite3")
+    store = ConversationStore(tmp_path / "conversations.sqlite3").owned_by("me")
     together: list = [None] * SESSIONS
     errors: list = []
     start = threading.Barrier(SESSIONS)

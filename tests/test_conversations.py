@@ -9,11 +9,11 @@ import torch
 
 from chatbot.chat.session import ChatSession
 from chatbot.lm.checkpoint import load_checkpoint
-from chatbot.chat.conversations import (ConversationConflict, ConversationStore, default_title,
-                                   restore_session)
+from chatbot.chat.conversations import (ConversationConflict, ConversationStore, ConversationsUnavailable,
+                                   default_title, restore_session)
 from chatbot.errors import ChatbotError
 from chatbot.lm.model import LanguageModel, ModelConfig
-from chatbot.chat.sampling import SamplingConfig
+from chatbot.chat.session.sampling import SamplingConfig
 
 MESSAGES = ["hello", "what is an lstm?", "my name is Mina", "what is my name?"]
 
@@ -25,7 +25,7 @@ def ckpt(tiny_checkpoint):
 
 @pytest.fixture
 def store(tmp_path):
-    return ConversationStore(tmp_path / "data" / "conversations.sqlite3")
+    return ConversationStore(tmp_path / "data" / "conversations.sqlite3").owned_by("me")
 
 
 def session(ckpt, **sampling):
@@ -158,13 +158,91 @@ def test_list_rename_delete(ckpt, store):
     assert default_title("x" * 100).endswith("…") and len(default_title("x" * 100)) == 40
 
 
-def test_a_damaged_database_file_is_named_with_the_fix(tmp_path):
+def test_a_damaged_database_file_turns_saving_off_with_the_reason_and_is_kept(tmp_path):
     path = tmp_path / "conversations.sqlite3"
     path.write_bytes(b"this is not a database" * 100)
-    with pytest.raises(ChatbotError, match="move it aside") as err:
-        ConversationStore(path)
-    assert str(path) in str(err.value)
+    store = ConversationStore(path)
+    assert "is damaged" in store.problem and str(path) in store.problem
+    assert "move the damaged file aside and restart" in store.problem
+    assert store.damaged_copy.read_bytes() == path.read_bytes() == b"this is not a database" * 100
+    with pytest.raises(ConversationsUnavailable, match="is damaged"):
+        store.owned_by("me").list()
     assert path.read_bytes() == b"this is not a database" * 100  # nothing lost
+
+
+def test_a_database_damaged_while_in_use_turns_saving_off_and_keeps_a_copy(ckpt, store, tmp_path):
+    """The issue's reproduction: truncate -s0 the file, remove -wal and -shm, use it again."""
+    chat = session(ckpt, seed=1)
+    talk(chat, store, "c", MESSAGES[:1], ckpt=ckpt)
+    path = store.path
+    with open(path, "r+b") as f:
+        f.truncate(0)
+    for suffix in ("-wal", "-shm"):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
+    with pytest.raises(ConversationsUnavailable, match="is damaged") as err:
+        store.list()
+    assert "no such table" in str(err.value) and store.problem == str(err.value)
+    copy = store.store.damaged_copy
+    assert copy.parent == path.parent and copy.name.startswith("conversations.sqlite3.damaged-")
+    "".join(chat.send(MESSAGES[1]))  # the chat goes on; nothing more is written
+    for action in (lambda: store.save("c", chat, "tiny", ckpt.fingerprint, 1), lambda: store.load("c"),
+                   lambda: store.rename("c", "x"), lambda: store.delete("c")):
+        with pytest.raises(ConversationsUnavailable):
+            action()
+    assert path.exists() and path.stat().st_size == 0 and copy.exists()  # never deleted
+    assert sorted(p.name for p in path.parent.iterdir()) == sorted([path.name, copy.name])
+
+
+def test_each_owner_sees_only_their_own_conversations(ckpt, tmp_path):
+    shared = ConversationStore(tmp_path / "conversations.sqlite3")
+    mine, theirs = shared.owned_by("alice"), shared.owned_by("bob")
+    talk(session(ckpt, seed=1), mine, "secret", ["my secret password is hunter2"], ckpt=ckpt)
+    assert [c.id for c in mine.list()] == ["secret"]
+    assert theirs.list() == [] and theirs.load("secret") is None  # knowing the id is not enough
+    theirs.rename("secret", "pwned")
+    theirs.delete("secret")
+    chat = session(ckpt, seed=2)
+    "".join(chat.send("hello"))
+    with pytest.raises(ConversationConflict):  # an id another owner uses is never written
+        theirs.save("secret", chat, "tiny", ckpt.fingerprint, 0)
+    with pytest.raises(ConversationConflict):
+        theirs.save("secret", chat, "tiny", ckpt.fingerprint, 1)
+    kept = mine.load("secret")
+    assert kept.title == "my secret password is hunter2" and len(kept.turns) == 1
+    with sqlite3.connect(shared.path) as db:
+        assert db.execute("SELECT owner FROM conversations").fetchall() == [("alice",)]
+
+
+def test_a_database_from_before_owners_opens_and_its_old_rows_are_shown_to_no_one(ckpt, tmp_path):
+    path = tmp_path / "conversations.sqlite3"
+    with sqlite3.connect(path) as db:  # the schema before owners and per-reply stats
+        db.executescript("""
+            CREATE TABLE conversations (id TEXT PRIMARY KEY, title TEXT NOT NULL, model TEXT NOT NULL,
+                fingerprint TEXT NOT NULL, sampling TEXT NOT NULL, memory BLOB, version INTEGER NOT NULL,
+                created REAL NOT NULL, updated REAL NOT NULL);
+            CREATE TABLE turns (conversation TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+                position INTEGER NOT NULL, user TEXT NOT NULL, cut_from INTEGER, prompt_ids TEXT NOT NULL,
+                reply_ids TEXT NOT NULL, reply_text TEXT NOT NULL, ended INTEGER NOT NULL, fingerprint TEXT,
+                snapshots BLOB, PRIMARY KEY (conversation, position));
+            INSERT INTO conversations VALUES ('old', 'old chat', 'tiny', 'f', '{}', NULL, 1, 0, 0);""")
+    store = ConversationStore(path)
+    assert store.problem is None
+    mine = store.owned_by("me")
+    assert mine.list() == [] and mine.load("old") is None
+    chat = session(ckpt, seed=1)
+    talk(chat, mine, "new", ["hello"], ckpt=ckpt)
+    chat.turns[-1].stats = {"tokens": 3}
+    mine.save("new", chat, "tiny", ckpt.fingerprint, 1)
+    assert [c.id for c in mine.list()] == ["new"] and mine.load("new").turns[0].stats == {"tokens": 3}
+
+
+def test_a_replys_numbers_are_saved_with_it(ckpt, store):
+    chat = session(ckpt, seed=1)
+    talk(chat, store, "c", MESSAGES[:1], ckpt=ckpt)
+    chat.turns[-1].stats = {"tokens": 12, "tokens_per_second": 950.5, "first_token_ms": 8.0}
+    store.save("c", chat, "tiny", ckpt.fingerprint, 1)
+    restored, _ = reopened(ckpt, store, "c", seed=1)
+    assert restored.turns[-1].stats == chat.turns[-1].stats
 
 
 def test_the_saved_generator_state_is_the_sessions(ckpt, store):

@@ -3,6 +3,8 @@
 import itertools
 import string
 
+import pytest
+
 from app_pages.pacing import StreamStats, paced
 from app_pages.plain_text import NBSP, escape_markdown, escape_stream
 
@@ -59,7 +61,8 @@ def test_paced_groups_pieces_into_at_most_max_updates_per_second():
     assert chunks[0] == "0 "  # the first piece goes out at once
     assert 25 <= len(chunks) <= 32  # about 30 updates for one second of pieces
     assert stats.updates == len(chunks)
-    assert stats.time_to_first_token() == 0.0 and stats.finished is not None
+    assert stats.time_to_first_token() == pytest.approx(0.001)  # one tick: the reader asking
+    assert stats.finished is not None
 
 
 def test_paced_closes_the_source_when_the_reader_stops():
@@ -75,3 +78,20 @@ def test_paced_closes_the_source_when_the_reader_stops():
     assert next(stream) == "a"
     stream.close()
     assert closed == [True]
+
+
+def test_tokens_per_second_counts_the_generation_not_the_waits_for_the_page():
+    now = [0.0]
+    clock = lambda: now[0]  # noqa: E731
+
+    def model():  # 10 pieces, 1 ms of work each
+        for i in range(10):
+            now[0] += 0.001
+            yield f"{i}"
+
+    stats = StreamStats(started=0.0)
+    for _ in paced(model(), stats, max_updates=1e9, clock=clock):
+        now[0] += 0.5  # the page takes half a second to draw each update
+    assert stats.updates == 10
+    assert stats.generating == pytest.approx(0.010)
+    assert stats.tokens_per_second(10) == pytest.approx(1000)

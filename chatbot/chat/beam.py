@@ -14,12 +14,18 @@ width 1 is greedy decoding.
 
 While the search runs, only text that every hypothesis still in the running shares is
 streamed, so what appears never has to be taken back.
+
+The work per reply is bounded: at most MAX_BEAM_WORK rows are advanced in all (a width-W
+search advances W(W+1)/2 rows per token, twice that with relevance), so a wide search stops
+after fewer tokens (width 16 with relevance: 147) and returns the best reply found so far,
+unfinished; continuing the reply searches on from there. A `progress` callback is called after
+every token searched, which lets a front end show the search working and interrupt it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 
@@ -27,6 +33,19 @@ from ..lm.model import LanguageModel
 from ..lm.state import RecurrentState
 from ..text.tokenizers import Tokenizer
 from .sampling import Reply, SamplingConfig
+
+
+MAX_BEAM_WORK = 40_000  # rows advanced per reply, relevance twins included
+
+
+def beam_rows(cfg: SamplingConfig, relevance: bool) -> int:
+    """Rows one step of the search advances: every nested width's hypotheses (and twins)."""
+    return cfg.beam_width * (cfg.beam_width + 1) // 2 * (2 if relevance else 1)
+
+
+def beam_steps(cfg: SamplingConfig, relevance: bool) -> int:
+    """The most tokens one reply's search may take: max_new_tokens, or fewer for the work bound."""
+    return max(1, min(cfg.max_new_tokens, MAX_BEAM_WORK // beam_rows(cfg, relevance)))
 
 
 @dataclass
@@ -52,13 +71,16 @@ def _common_prefix(seqs: list[list[int]]) -> int:
 def beam_reply(model: LanguageModel, tokenizer: Tokenizer, state: RecurrentState,
                logits: torch.Tensor, cfg: SamplingConfig, reply: Reply,
                fresh_logits: torch.Tensor | None = None,
-               fresh_state: RecurrentState | None = None) -> Iterator[str]:
+               fresh_state: RecurrentState | None = None,
+               progress: Callable[[int, int], None] | None = None) -> Iterator[str]:
     """Search a reply from `state` (whose next-token logits are `logits`); fill `reply`, and
     `reply.state` with the state after the reply's tokens. Yields text as soon as every
     hypothesis that could still be chosen agrees on it. With cfg.relevance > 0,
     `fresh_logits`/`fresh_state` are the context-free start (a new chat, after the bot marker).
 
-    If the caller stops early, the reply is the agreed text so far and its state follows it."""
+    At most beam_steps(cfg, ...) tokens are searched (the work bound); `progress(done, most)`
+    is called after each. If the caller stops early, or `progress` raises (an interrupt), the
+    reply is the agreed text so far and its state follows it."""
     relevance = cfg.relevance if fresh_logits is not None else 0.0
     end = tokenizer.end_id
     first = torch.zeros(1, dtype=torch.long)
@@ -83,8 +105,9 @@ def beam_reply(model: LanguageModel, tokenizer: Tokenizer, state: RecurrentState
                 reply.text += piece
                 yield piece
 
+    steps = beam_steps(cfg, bool(relevance))
     try:
-        for _ in range(cfg.max_new_tokens):
+        for step in range(steps):
             # Expand the live hypotheses of each nested width w; keep its best w extensions.
             gain = step_logp - relevance * step_fresh if relevance else step_logp
             chosen: list[Hypothesis] = []
@@ -122,6 +145,8 @@ def beam_reply(model: LanguageModel, tokenizer: Tokenizer, state: RecurrentState
             live = [h for h in live if h.width not in full]
             if not live:
                 break
+            if progress is not None:
+                progress(step + 1, steps)
             # Stream what every hypothesis that could still be chosen agrees on.
             agreed = _common_prefix([h.ids for h in live] + [f.ids for f, _ in finished])
             yield from emit(live[0].ids[len(reply.ids) - already:agreed])

@@ -15,6 +15,9 @@ from ..text.tokenizers import Tokenizer
 
 MAX_NEW_TOKENS_LIMIT = 20_000
 MAX_BEAM_WIDTH = 16
+MAX_TEMPERATURE = 10.0
+MAX_REPETITION_PENALTY = 10.0
+MAX_RELEVANCE = 2.0
 
 
 @dataclass(frozen=True)
@@ -59,24 +62,24 @@ def setting(default, label: str, low: float, high: float | None, help: str, **op
 class SamplingConfig:
     """How a reply is chosen, checked on creation so a bad value fails with a clear message."""
 
-    temperature: float = setting(0.8, "Temperature", 0, 10, "0 = always the likeliest token (greedy); "
+    temperature: float = setting(0.8, "Temperature", 0, MAX_TEMPERATURE, "0 = always the likeliest token (greedy); "
                                  "higher = more surprising", step=0.05)
     top_k: int = setting(0, "Top-k", 0, None, "keep only the k likeliest tokens; 0 = off")
     top_p: float = setting(1.0, "Top-p", 0, 1, "keep the smallest set of tokens whose probability "
-                           "reaches p; 1 = off", step=0.05, open_low=True)
-    repetition_penalty: float = setting(1.0, "Repetition penalty", 1, 10, "above 1, tokens already "
+                           "reaches p; 1 = off", step=0.01, open_low=True)
+    repetition_penalty: float = setting(1.0, "Repetition penalty", 1, MAX_REPETITION_PENALTY, "above 1, tokens already "
                                         "in the reply are less likely; 1 = off", step=0.05)
     min_p: float = setting(0.0, "Min-p", 0, 1, "drop tokens less likely than this fraction of the "
                            "likeliest one; 0 = off", step=0.01, open_high=True)
     typical_p: float = setting(1.0, "Typical-p", 0, 1, "keep the tokens closest to the expected "
-                               "surprise, up to this probability mass; 1 = off", step=0.05, open_low=True)
+                               "surprise, up to this probability mass; 1 = off", step=0.01, open_low=True)
     max_new_tokens: int = setting(300, "Max new tokens", 1, MAX_NEW_TOKENS_LIMIT, "the longest reply, in tokens")
     stop: tuple[str, ...] = ()  # stop right after any of these strings appears in the reply
     seed: int | None = None
     beam_width: int = setting(1, "Beam width", 1, MAX_BEAM_WIDTH, "beam search with this many beams "
                               "instead of sampling (temperature and filters then do not apply); 1 = off",
                               group="beam search")
-    relevance: float = setting(0.0, "Relevance", 0, 2, "penalise replies likely without the "
+    relevance: float = setting(0.0, "Relevance", 0, MAX_RELEVANCE, "penalise replies likely without the "
                                "conversation (uses beam search); 0 = off", step=0.05, group="beam search")
 
     def __post_init__(self):

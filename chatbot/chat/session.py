@@ -8,7 +8,7 @@ reply the state is snapshotted so the reply can be regenerated and the conversat
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 
@@ -33,6 +33,7 @@ class Turn:
     logits_before_reply: torch.Tensor
     reply: Reply = field(default_factory=lambda: Reply(ids=[]))
     cut_from: int | None = None  # the message's length before it was cut to MAX_MESSAGE_CHARS
+    stats: dict = field(default_factory=dict)  # how the reply was made (the app's numbers under it)
 
     @property
     def tokens_fed(self) -> int:
@@ -67,6 +68,9 @@ class ChatSession:
         self.sampling = sampling or SamplingConfig()
         self.stepper = stepper or Stepper(model)
         self._fresh: tuple[torch.Tensor, RecurrentState] | None = None  # see _fresh_start
+        # Called after each token a beam search examines, (done, most): a front end shows the
+        # search working and may raise from it to interrupt (see beam.py).
+        self.on_beam_step: Callable[[int, int], None] | None = None
         self.reset()
 
     def reset(self) -> None:
@@ -174,7 +178,7 @@ class ChatSession:
         if cfg.beam_search:
             fresh_logits, fresh_state = self._fresh_start() if cfg.relevance > 0 else (None, None)
             pieces = beam_reply(self.model, self.tokenizer, self.state, logits, cfg, reply,
-                                fresh_logits, fresh_state)
+                                fresh_logits, fresh_state, self.on_beam_step)
         else:
             pieces = sample_reply(self.stepper, self.tokenizer, self.state, logits, cfg,
                                   self.generator, reply)

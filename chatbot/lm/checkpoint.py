@@ -86,7 +86,7 @@ def _not_safetensors(raw: bytes) -> str | None:
             try:
                 if isinstance(json.loads(raw[8:8 + header_len]), dict):
                     return None
-            except (ValueError, UnicodeDecodeError):
+            except (ValueError, UnicodeDecodeError, RecursionError):
                 pass
     if raw[:2] in (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05") or raw[:4] == b"PK\x03\x04":
         return ("this is a pickle / torch.save file. lstm-chat never unpickles (unpickling can run "

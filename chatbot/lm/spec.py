@@ -20,6 +20,7 @@ from .model import ModelConfig
 FORMAT = "lstm-chat/1"
 CONFIG_FILE = "config.json"
 PRECISIONS = ("auto", "fp32", "bf16")
+SECTIONS = ("model", "tokenizer", "training", "corpus", "metrics")  # each a JSON object
 
 
 @dataclass
@@ -130,12 +131,25 @@ def read_spec(folder: str | Path) -> RunSpec:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ChatbotError(f"{path}: not valid JSON ({exc}). The checkpoint is corrupt; retrain "
                            f"or copy it again.") from None
+    except RecursionError:
+        raise ChatbotError(f"{path}: not a checkpoint config (its JSON nests too deeply to read). "
+                           f"The checkpoint is corrupt; retrain or copy it again.") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ChatbotError(f"{path}: not an lstm-chat checkpoint config (expected \"format\": "
                            f"\"{FORMAT}\").")
+    for section in SECTIONS:
+        if section in data and not isinstance(data[section], dict):
+            raise ChatbotError(f"{path}: \"{section}\" must be a JSON object, got "
+                               f"{type(data[section]).__name__} {short(data[section])}.")
     try:
         return RunSpec.from_json(data)
     except (KeyError, TypeError, AttributeError) as exc:
         raise ChatbotError(f"{path}: missing or unknown setting {exc}.") from None
     except ChatbotError as exc:
         raise ChatbotError(f"{path}: {exc}") from None
+
+
+def short(value, limit: int = 60) -> str:
+    """A value as an error message quotes it: a string as it is, anything else as its repr."""
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[:limit - 1] + "…"

@@ -139,7 +139,8 @@ class CharTokenizer(Tokenizer):
                   and isinstance(chars, list)
                   and all(isinstance(c, str) and len(c) == 1 for c in chars)
                   and len(set(chars)) == len(chars))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError,
+                RecursionError) as exc:
             raise ChatbotError(f"{path}: not a readable character tokenizer file ({exc}).") from None
         if not ok:
             raise ChatbotError(f"{path}: not a valid character tokenizer file (it must list "
