@@ -66,14 +66,15 @@ def loss_chart(snap: JobSnapshot):
     shares of the budget; each has its sample in the list below the chart."""
     train = pd.DataFrame([(sec, loss) for _, sec, loss in snap.train_points[:: max(1, len(snap.train_points) // 400)]],
                          columns=["seconds", "loss"]).assign(series="train (nats/token)")
-    val = pd.DataFrame([(sec, loss) for _, sec, loss in snap.val_points],
-                       columns=["seconds", "loss"]).assign(series="validation (nats/char)")
-    data = pd.concat([train, val])
+    replies = {r["step"]: f"{r['prompt'].strip()} → {r['reply']}"[:120] for r in snap.samples}
+    val = pd.DataFrame([(sec, loss, replies.get(step, "")) for step, sec, loss in snap.val_points],
+                       columns=["seconds", "loss", "sample"]).assign(series="validation (nats/char)")
+    data = pd.concat([train, val.drop(columns="sample")])
     lines = (alt.Chart(data).mark_line()
              .encode(x=alt.X("seconds:Q", title="seconds of training"), y=alt.Y("loss:Q", title="loss"),
                      color=alt.Color("series:N", title=None)))
-    points = alt.Chart(val).mark_point(size=60, filled=True).encode(x="seconds:Q", y="loss:Q",
-                                                                     color=alt.Color("series:N", title=None))
+    points = alt.Chart(val).mark_point(size=60, filled=True).encode(  # each with its sample
+        x="seconds:Q", y="loss:Q", color=alt.Color("series:N", title=None), tooltip=["seconds", "loss", "sample"])
     return (lines + points).properties(height=260)
 
 
