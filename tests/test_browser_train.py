@@ -45,7 +45,11 @@ def test_train_in_the_browser_then_chat_with_the_result(tiny_checkpoint, tmp_pat
         name.press("Enter")
         chat.rerun_done()
         chat.shot("ready-to-train")
-        page.get_by_role("button", name="Train", exact=True).click()
+        train = page.locator('[data-testid="stBaseButton-primary"]', has_text="Train")
+        page.wait_for_function("""() => [...document.querySelectorAll('[data-testid="stBaseButton-primary"]')]
+                                        .some(b => b.innerText.trim() === 'Train' && !b.disabled)""")
+        chat.rerun_done()
+        train.click()
 
         # While it trains (the progress bar is up): several evaluations, each with its sample.
         page.wait_for_function(
