@@ -59,8 +59,6 @@ def test_train_in_the_browser_then_chat_with_the_result(tiny_checkpoint, tmp_pat
         chat.shot("evaluations-while-training")
         listed = page.locator(".st-key-evaluations").inner_text()
         assert listed.count("validation") >= 3 and "→" in listed
-        # the chart with the validation points
-        assert page.locator('[data-testid="stVegaLiteChart"], .vega-embed').count() >= 1
         assert page.get_by_role("button", name=re.compile("Cancel")).count() == 1
 
         # Then the verdict, in plain words.
