@@ -135,4 +135,9 @@ class LanguageModel(nn.Module):
                                    f"but config.json implies {tuple(shape)}.")
             if not weights[name].is_floating_point():
                 raise ChatbotError(f"{source}: tensor {name} is not floating point.")
+            if not torch.isfinite(weights[name]).all():
+                bad = int((~torch.isfinite(weights[name])).sum())
+                raise ChatbotError(f"{source}: tensor {name} holds {bad:,} non-finite values (NaN or "
+                                   f"infinity), so the model cannot produce probabilities. The "
+                                   f"file is damaged or the run diverged; retrain or copy it again.")
         self.load_state_dict(weights, strict=False)

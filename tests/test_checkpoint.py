@@ -166,3 +166,15 @@ def test_a_checkpoint_loads_whatever_its_header_length(folder, header_len):
     weights, _ = load_tensors(folder / "model.safetensors")
     (folder / "model.safetensors").write_bytes(_weights_with_header_length(weights, header_len))
     assert load_checkpoint(folder).model is not None
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_weights_are_refused_on_load(folder, value):
+    """NaN or infinite weights would load and then crash sampling (torch.multinomial)."""
+    from safetensors.torch import save_file
+    weights, metadata = load_tensors(folder / "model.safetensors")
+    weights["rnn.weight_hh_l1"][3, 5] = value
+    save_file(weights, str(folder / "model.safetensors"), metadata)
+    with pytest.raises(ChatbotError, match=r"model\.safetensors: tensor rnn\.weight_hh_l1 holds 1 "
+                                           r"non-finite values \(NaN or infinity\)"):
+        load_checkpoint(folder)

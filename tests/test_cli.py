@@ -125,3 +125,15 @@ def test_generate_with_beam_search_and_filters(tiny_checkpoint):
     assert filtered.returncode == 0 and filtered.stdout.strip()
     refused(run_cli(*base, "--beam-width", "0"), "beam_width must be")
     refused(run_cli(*base, "--min-p", "1.2"), "min_p must be in [0, 1)")
+
+
+def test_a_tiny_temperature_is_the_greedy_limit_in_generate_and_chat(tiny_checkpoint):
+    base = ("-m", "chatbot", "generate", "--model", str(tiny_checkpoint), "--chat", "--prompt", "hello")
+    greedy = run_cli(*base, "--temperature", "0")
+    tiny = run_cli(*base, "--temperature", "1e-40")
+    assert tiny.returncode == 0, tiny.stderr
+    assert tiny.stdout == greedy.stdout == "Hi! How are you today?\n"
+    r = chat(tiny_checkpoint, "/temp 1e-40\nhello\nwhat does the forget gate do?\n")
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    replies = [line.split("bot> ", 1)[1] for line in r.stdout.splitlines() if "bot> " in line]
+    assert replies == ["Hi! How are you today?", "It decides what the cell state keeps."]
