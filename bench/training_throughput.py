@@ -109,8 +109,8 @@ def main(argv=None) -> int:
         flops = rate * training_flops_per_token(m)
         peak = bf16 if runs[0]["precision"] == "bf16" else fp32
         print(f"| {n} | {m['num_layers']}×{m['hidden_size']} (embed {m['embed_size']}) | "
-              f"{runs[0]['precision']} | {rate:,.0f} | {flops / 1e9:,.0f} | {flops / fp32:.0%} | "
-              f"{flops / peak:.0%} | {statistics.median(x['peak_rss_mb'] for x in runs):,.0f} |")
+              f"{runs[0]['precision']} | {rate:,.0f} | {flops / 1e9:,.0f} | {ratio(flops, fp32):.0%} | "
+              f"{ratio(flops, peak):.0%} | {statistics.median(x['peak_rss_mb'] for x in runs):,.0f} |")
     return 0
 
 
