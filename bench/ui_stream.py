@@ -114,6 +114,7 @@ def main(argv=None) -> int:
             chat.set_number("Max new tokens", args.max_tokens)
             for r in range(args.repeats):
                 if r:
+                    chat.mark()
                     page.get_by_role("button", name="New chat").click()
                     chat.rerun_done()
                 ui.append(browser_reply(chat, message, 2))
