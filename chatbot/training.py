@@ -29,8 +29,10 @@ from .corpus import Corpus, load_corpus
 from .data import Split, Streams, evaluate, split_ids
 from .distributed import World, from_environment, leave
 from .errors import ChatbotError
+from .folder_lock import lock_folder
 from .model import LanguageModel, ModelConfig
-from .run_state import RunState, has_run_state, load_run_state, read_run_info, save_run_state
+from .run_state import (RunState, has_run_state, load_run_state, read_run_info, read_run_step,
+                        save_run_state)
 from .token_cache import build_token_cache, cache_bytes, open_token_cache, token_cache_exists
 from .tokenizers import Tokenizer, load_tokenizer, train_tokenizer
 
@@ -69,8 +71,15 @@ class TrainConfig:
             raise ChatbotError("--max-steps must be at least 1.")
         if self.time_budget is not None and not self.time_budget > 0:
             raise ChatbotError("--time-budget must be a positive number of seconds.")
-        if not self.lr > 0:
-            raise ChatbotError("--lr must be positive.")
+        if not 0 < self.lr < math.inf:
+            raise ChatbotError(f"--lr must be a positive finite number, got {self.lr}.")
+        if not self.grad_clip > 0:  # 0 would zero every gradient; a negative norm ascends
+            raise ChatbotError(f"--grad-clip must be a positive gradient norm (inf turns clipping "
+                               f"off), got {self.grad_clip}.")
+        if self.warmup_steps < 0:
+            raise ChatbotError(f"--warmup-steps must be 0 (no warm-up) or more, got {self.warmup_steps}.")
+        if not 0 <= self.weight_decay < math.inf:
+            raise ChatbotError(f"--weight-decay must be 0 or a positive finite number, got {self.weight_decay}.")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ChatbotError(f"--min-lr-ratio must be between 0 and 1, got {self.min_lr_ratio}.")
         if self.precision not in PRECISIONS:
@@ -267,6 +276,10 @@ class Trainer:
         loss, state = training_loss(self.net, x, y, run.carried, cfg.precision == "bf16")
         mean_loss = self.world.mean(loss)  # every rank sees the same loss, so all stop on a NaN
         if not torch.isfinite(mean_loss):
+            if run.best_val is None:  # no evaluation has saved a checkpoint in this run yet
+                raise ChatbotError(f"the loss became {mean_loss.item()} at step {run.step + 1}; "
+                                   f"stopping. No checkpoint was saved (the run diverged before its "
+                                   f"first evaluation). Lower --lr and start again.")
             raise ChatbotError(f"the loss became {mean_loss.item()} at step {run.step + 1}; stopping. "
                                f"The last good checkpoint is kept. Lower --lr and resume.")
         self.optimizer.zero_grad(set_to_none=True)
@@ -337,6 +350,25 @@ def _truncate_log(path: Path, step: int):
     atomic_write(path, ("\n".join(keep) + "\n" if keep else "").encode())
 
 
+def _evaluated_at(path: Path, step: int) -> bool:
+    """Whether the log holds an evaluation at `step` (a clean end evaluates; a kill right
+    after a resume point does not, and --resume at that step then does it)."""
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return False
+    for line in reversed(lines):
+        try:
+            record = json.loads(line)
+            if record["step"] == step and "val_nats_per_char" in record:
+                return True
+            if record["step"] < step:
+                return False
+        except (ValueError, KeyError, TypeError):
+            continue
+    return False
+
+
 def check_out_folder(out: Path, resume: bool):
     out = Path(out)
     if not resume and has_run_state(out):
@@ -346,7 +378,7 @@ def check_out_folder(out: Path, resume: bool):
         raise ChatbotError(f"--out {out} is a file; give a folder.")
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
+        probe = out / f".write-test.{os.getpid()}.{threading.get_ident()}"  # never another run's
         probe.write_bytes(b"ok")
         probe.unlink()
     except OSError as exc:
@@ -390,13 +422,39 @@ def train(corpus: str | Path | None, out: str | Path, tokenizer_kind: str = "cha
     time_budget, device: what may change between invocations). Under torchrun every rank
     calls this; see chatbot/distributed.py."""
     out = Path(out)
+    lock = None
+    try:
+        if int(os.environ.get("WORLD_SIZE", "1")) == 1 and (not resume or out.is_dir()):
+            # One run per folder, taken before anything is read: a second run into the same
+            # --out (or a --resume of a run still going) would mix config, token cache and
+            # log. Held until the run ends. (Under torchrun rank 0 takes it once the group is up.)
+            check_out_folder(out, resume=True)  # a folder we can write; the run check follows
+            lock = lock_folder(out)
+        return _locked_train(corpus, out, tokenizer_kind, vocab_size, model_settings, cfg, resume,
+                             command, resume_overrides, on_event, on_trainer, lock)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _locked_train(corpus, out: Path, tokenizer_kind, vocab_size, model_settings, cfg, resume, command,
+                  resume_overrides, on_event, on_trainer, lock) -> dict:
     info = None
     if resume:
-        info = read_run_info(out)
-        saved = TrainConfig.from_dict(info["training"])
+        info, step = read_run_info(out), read_run_step(out)
+        try:
+            saved = TrainConfig.from_dict(info["training"])
+        except TypeError as exc:
+            raise ChatbotError(f"{out}: the resume point's training settings are damaged ({exc}).") from None
         allowed = {"max_steps", "time_budget", "device", "checkpoint_every"}
         overrides = {k: v for k, v in (resume_overrides or {}).items() if k in allowed}
         cfg = TrainConfig(**{**asdict(saved), **overrides})
+        if cfg.max_steps is not None and (step > cfg.max_steps or (
+                step == cfg.max_steps and _evaluated_at(out / LOG_FILE, step))):
+            raise ChatbotError(f"the run in {out} is already at step {step:,}, "
+                               f"{'past' if step > cfg.max_steps else 'at'} --max-steps "
+                               f"{cfg.max_steps:,}: there is nothing to train. Give a larger "
+                               f"--max-steps to continue it.")
         corpus = corpus or info["corpus"]["path"]
     elif corpus is None:
         raise ChatbotError("--corpus is required (a .txt file, a .jsonl chat file or a folder).")
@@ -404,6 +462,9 @@ def train(corpus: str | Path | None, out: str | Path, tokenizer_kind: str = "cha
     world, device = from_environment(pick_device(cfg.device))
     try:
         if world.is_main:
+            if lock is None:  # under torchrun: rank 0 holds the folder for the job
+                check_out_folder(out, resume=True)
+                lock = lock_folder(out)
             check_out_folder(out, resume)
         result = _train(Path(corpus), out, tokenizer_kind, vocab_size, model_settings, cfg, resume,
                         command, info, on_event, on_trainer, world, device)
@@ -417,6 +478,8 @@ def train(corpus: str | Path | None, out: str | Path, tokenizer_kind: str = "cha
             f"torchrun command with --resume.") from None
     finally:
         leave(world)
+        if lock is not None:
+            lock.release()
 
 
 def _train(corpus: Path, out: Path, tokenizer_kind: str, vocab_size: int | None,
