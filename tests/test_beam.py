@@ -6,11 +6,11 @@ from collections import Counter
 import pytest
 import torch
 
-from chatbot.chat.session.beam import beam_reply, score_reply
-from chatbot.chat.session.session import ChatSession
+from chatbot.chat.beam import beam_reply, score_reply
+from chatbot.chat.session import ChatSession
 from chatbot.lm.checkpoint import load_checkpoint
 from chatbot.errors import ChatbotError
-from chatbot.chat.session.sampling import Reply, SamplingConfig, choose_token, sample_reply, typical_filter
+from chatbot.chat.sampling import Reply, SamplingConfig, choose_token, sample_reply, typical_filter
 from chatbot.lm.spec import TrainConfig
 from chatbot.train.loop import train
 from conftest import ROOT, run_spec

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from browser_harness import CHROMIUM, Chat, app_server, browser, new_page
-from chatbot.chat.session.session import ChatSession
+from chatbot.chat.session import ChatSession
 from chatbot.lm.checkpoint import load_checkpoint
-from chatbot.chat.session.sampling import SamplingConfig
+from chatbot.chat.sampling import SamplingConfig
 from conftest import ROOT
 
 ARTIFACTS = ROOT / "test-artifacts" / "browser"

@@ -6,10 +6,10 @@ import threading
 
 import pytest
 
-from chatbot.chat.session.session import ChatSession
+from chatbot.chat.session import ChatSession
 from chatbot.lm.checkpoint import load_checkpoint
-from chatbot.chat.session.conversations import ConversationStore, restore_session
-from chatbot.chat.session.sampling import SamplingConfig
+from chatbot.chat.conversations import ConversationStore, restore_session
+from chatbot.chat.sampling import SamplingConfig
 from chatbot.lm.stepper import Stepper
 
 SESSIONS = 20

@@ -13,7 +13,7 @@ from chatbot.chat.conversations import (ConversationConflict, ConversationStore,
                                    default_title, restore_session)
 from chatbot.errors import ChatbotError
 from chatbot.lm.model import LanguageModel, ModelConfig
-from chatbot.chat.session.sampling import SamplingConfig
+from chatbot.chat.sampling import SamplingConfig
 
 MESSAGES = ["hello", "what is an lstm?", "my name is Mina", "what is my name?"]
 
