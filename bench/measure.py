@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -11,6 +12,31 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def per_second(amount: float, seconds: float) -> float:
+    """amount / seconds, or NaN (printed "nan") when the interval is not positive. Clocks have a
+    resolution (the training log keeps milliseconds), so on a busy machine two readings can
+    be equal; a bench must print its table then, not stop on a ZeroDivisionError."""
+    return amount / seconds if seconds > 0 else math.nan
+
+
+def ratio(a: float, b: float) -> float:
+    """a / b for two measured quantities, NaN when b is zero (see per_second)."""
+    return a / b if b else math.nan
+
+
+def training_rate(steps: list[dict], skip: int = 2) -> float:
+    """Tokens per second over a training log's step records, leaving out the first `skip`
+    steps (allocation, oneDNN set-up) when that leaves a positive interval; otherwise over
+    the whole run (from zero tokens at zero seconds)."""
+    if not steps:
+        return math.nan
+    last = steps[-1]
+    for first in steps[min(skip, len(steps) - 1)::-1]:  # the latest warm step that leaves an interval
+        if last["seconds"] > first["seconds"]:
+            return per_second(last["tokens_seen"] - first["tokens_seen"], last["seconds"] - first["seconds"])
+    return per_second(last["tokens_seen"], last["seconds"])
 
 
 @dataclass

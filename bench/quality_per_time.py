@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from measure import ROOT, TrainingRun, run_train_lm
+from measure import ROOT, TrainingRun, per_second, run_train_lm
 
 RECIPE = ("cpu preset", ["--preset", "cpu"])
 BASELINE = ("plain 2×256 LSTM (small preset, fp32)", ["--preset", "small"])
@@ -38,7 +38,7 @@ def summarise(run: TrainingRun) -> dict:
     val = [(r["seconds"], r["val_nats_per_char"]) for r in run.log if "val_nats_per_char" in r]
     steps = run.steps
     return {"val": val, "train": [(r["seconds"], r["train_loss"]) for r in steps], "final": val[-1][1],
-            "steps": steps[-1]["step"], "tokens_per_second": steps[-1]["tokens_seen"] / steps[-1]["seconds"],
+            "steps": steps[-1]["step"], "tokens_per_second": per_second(steps[-1]["tokens_seen"], steps[-1]["seconds"]),
             "peak_rss_mb": run.peak_rss_mb, "model": run.config["model"],
             "precision": run.config["training"]["precision"]}
 

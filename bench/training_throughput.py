@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from measure import ROOT, run_train_lm
+from measure import ROOT, TrainingRun, per_second, ratio, run_train_lm, training_rate
 
 sys.path.insert(0, str(ROOT))
 from chatbot.train.presets import PRESETS  # noqa: E402
@@ -49,7 +49,8 @@ def matmul_rate(dtype: torch.dtype, sizes=(1024, 2048, 3072), repeats: int = 7) 
                 start = time.perf_counter()
                 run()
                 times.append(time.perf_counter() - start)
-            rates[name] = max(rates[name], 2 * n**3 / statistics.median(times))
+            rate = per_second(2 * n**3, statistics.median(times))
+            rates[name] = max(rates[name], rate) if rate == rate else rates[name]  # NaN: no reading
     return rates
 
 
@@ -63,9 +64,11 @@ def training_flops_per_token(model: dict) -> float:
 def measure_preset(name: str, corpus: str, budget: float, out: Path, extra: list[str]) -> dict:
     run = run_train_lm(["--corpus", corpus, "--preset", name, "--time-budget", str(budget),
                         "--max-steps", "1000000", "--eval-every", "1000000", *extra], out)
-    steps = run.steps
-    warm = steps[min(2, len(steps) - 2)]  # skip the first steps (allocation, oneDNN set-up)
-    rate = (steps[-1]["tokens_seen"] - warm["tokens_seen"]) / (steps[-1]["seconds"] - warm["seconds"])
+    return preset_result(run)
+
+
+def preset_result(run: TrainingRun) -> dict:
+    rate = training_rate(run.steps)  # after the first steps (allocation, oneDNN set-up)
     return {"tokens_per_second": rate, "peak_rss_mb": run.peak_rss_mb, "model": run.config["model"],
             "precision": run.config["training"]["precision"]}
 
@@ -106,8 +109,8 @@ def main(argv=None) -> int:
         flops = rate * training_flops_per_token(m)
         peak = bf16 if runs[0]["precision"] == "bf16" else fp32
         print(f"| {n} | {m['num_layers']}×{m['hidden_size']} (embed {m['embed_size']}) | "
-              f"{runs[0]['precision']} | {rate:,.0f} | {flops / 1e9:,.0f} | {flops / fp32:.0%} | "
-              f"{flops / peak:.0%} | {statistics.median(x['peak_rss_mb'] for x in runs):,.0f} |")
+              f"{runs[0]['precision']} | {rate:,.0f} | {flops / 1e9:,.0f} | {ratio(flops, fp32):.0%} | "
+              f"{ratio(flops, peak):.0%} | {statistics.median(x['peak_rss_mb'] for x in runs):,.0f} |")
     return 0
 
 

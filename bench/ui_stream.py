@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from browser_harness import Chat, app_server, browser_page  # noqa: E402
+from measure import per_second, ratio  # noqa: E402
 from chatbot.chat.sampling import SamplingConfig  # noqa: E402
 from chatbot.chat.session import ChatSession  # noqa: E402
 from chatbot.lm.checkpoint import load_checkpoint  # noqa: E402
@@ -113,6 +114,7 @@ def main(argv=None) -> int:
             chat.set_number("Max new tokens", args.max_tokens)
             for r in range(args.repeats):
                 if r:
+                    chat.mark()
                     page.get_by_role("button", name="New chat").click()
                     chat.rerun_done()
                 ui.append(browser_reply(chat, message, 2))
@@ -120,8 +122,8 @@ def main(argv=None) -> int:
     for _ in range(args.repeats):
         raw.append(raw_reply(model, message, sampling))
     med = lambda rows, key: statistics.median(r[key] for r in rows)  # noqa: E731
-    raw_rate = statistics.median(r["chars"] / r["seconds"] for r in raw)
-    ui_rate = statistics.median(r["chars"] / r["seconds"] for r in ui)
+    raw_rate = statistics.median(per_second(r["chars"], r["seconds"]) for r in raw)
+    ui_rate = statistics.median(per_second(r["chars"], r["seconds"]) for r in ui)
     print(f"{model.name}: a {len(message)}-character message, seed 0, max {args.max_tokens} tokens; "
           f"reply {raw[0]['chars']:,} characters ({raw[0]['tokens']:,} tokens); median of {args.repeats}")
     print("| where | time to first token (ms) | whole reply (ms) | characters/s | paints |")
@@ -131,7 +133,7 @@ def main(argv=None) -> int:
     print(f"| browser (streamlit run + Chromium) | {med(ui, 'ttft') * 1e3:.0f} | {med(ui, 'seconds') * 1e3:.0f} | "
           f"{ui_rate:,.0f} | {med(ui, 'paints'):.0f} |")
     same = all(r["chars"] == raw[0]["chars"] for r in ui)
-    print(f"UI rate / raw rate: {ui_rate / raw_rate:.0%}; the browser showed "
+    print(f"UI rate / raw rate: {ratio(ui_rate, raw_rate):.0%}; the browser showed "
           f"{'the same' if same else 'a different'} reply length; app server peak RSS {server_peak:,.0f} MB")
     return 0
 

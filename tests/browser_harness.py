@@ -65,9 +65,32 @@ def browser():
             chromium.close()
 
 
+# Counts the app's finished script runs in the page: each time stApp's script state becomes
+# "notRunning". Kept in sessionStorage, so it only grows within a tab, across reloads too.
+RUN_COUNTER = """
+window.__lstmRuns = Number(sessionStorage.getItem('lstmRuns') || 0);
+new MutationObserver(records => {
+  for (const r of records) {
+    if (r.target.getAttribute('data-test-script-state') === 'notRunning' && r.oldValue !== 'notRunning') {
+      window.__lstmRuns += 1;
+      sessionStorage.setItem('lstmRuns', String(window.__lstmRuns));
+    }
+  }
+}).observe(document, {subtree: true, attributes: true, attributeOldValue: true,
+                      attributeFilter: ['data-test-script-state']});
+"""
+IDLE = """() => document.querySelector('[data-testid="stApp"]')?.getAttribute('data-test-script-state') === 'notRunning'
+                 && !document.querySelector('[data-testid="stStatusWidget"]')"""
+# Every wait is for a condition; the limit only bounds a hang. It is generous because a busy
+# machine (a 2-core CI runner training alongside) loads a model or runs a script many times slower.
+WAIT_MS = 300_000
+
+
 def new_page(chromium):
     page = chromium.new_page(viewport={"width": 1280, "height": 1000})
-    page.set_default_timeout(60_000)
+    page.set_default_timeout(WAIT_MS)
+    page.set_default_navigation_timeout(WAIT_MS)
+    page.add_init_script(RUN_COUNTER)
     return page
 
 
@@ -82,8 +105,19 @@ class Chat:
 
     def __init__(self, page, url, shots_dir: Path | None = None):
         self.page, self.url, self.shots, self.shots_dir = page, url, 0, shots_dir
+        self.seen = 0  # finished script runs (RUN_COUNTER) this harness has waited for
+
+    def runs(self) -> int:
+        return self.page.evaluate("window.__lstmRuns || 0")
+
+    def mark(self):
+        """Before an action: wait until the page is idle, so rerun_done waits for the run the
+        action starts and not for one already under way."""
+        self.page.wait_for_function(IDLE)
+        self.seen = self.runs()
 
     def open(self, conversation: str | None = None):
+        self.seen = self.runs() if self.page.url.startswith(self.url) else 0
         self.page.goto(self.url + (f"/?c={conversation}" if conversation else ""))
         self.page.wait_for_selector('[data-testid="stChatInput"] textarea')
         self.rerun_done()
@@ -94,7 +128,9 @@ class Chat:
         return re.search(r"[?&]c=(\w+)", self.page.url).group(1)
 
     def fix_seed(self, seed: int):
+        self.mark()
         self.page.get_by_text("Fixed seed").click()
+        self.rerun_done()
         self.page.wait_for_selector('input[aria-label="Seed"]:not([disabled])')
         self.set_number("Seed", seed)
 
@@ -122,6 +158,8 @@ class Chat:
                       return m.length >= n && m[n - 1].querySelector('[data-testid="stCaptionContainer"]'); }""",
             arg=count)
         self.page.wait_for_selector('[data-testid="stChatInputStopButton"]', state="detached")
+        self.page.wait_for_function(IDLE)
+        self.seen = self.runs()  # the reply's run is over: the next wait is for a later one
 
     def say(self, message: str) -> str:
         before = self.bubbles().count()
@@ -130,16 +168,25 @@ class Chat:
         return self.text(before + 1)
 
     def rerun_done(self):
-        self.page.wait_for_timeout(300)
-        self.page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')")
+        """Until a script run that the last action started has finished and the page is idle:
+        the page's run count (RUN_COUNTER) passes the one seen after the previous wait."""
+        self.page.wait_for_function(f"seen => (window.__lstmRuns || 0) > seen && ({IDLE})()", arg=self.seen)
+        self.seen = self.runs()
 
     def set_number(self, label: str, value: int):
+        self.mark()
         box = self.page.locator(f'input[aria-label="{label}"]')
         box.fill(str(value))
         box.press("Enter")
         self.rerun_done()
 
     def pick_model(self, name: str):
-        self.page.locator('[data-testid="stSelectbox"]').first.click()
+        picker = self.page.locator('[data-testid="stSelectbox"]').first
+        self.mark()
+        picker.click()
         self.page.get_by_role("option", name=re.compile(f"^{re.escape(name)} ")).click()
         self.rerun_done()
+        # The model is loaded when the picker shows it and the chat box takes input again.
+        self.page.wait_for_function("([el, name]) => el.innerText.trim().startsWith(name)",
+                                    arg=[picker.element_handle(), name])
+        self.page.wait_for_selector('[data-testid="stChatInput"] textarea:not([disabled])')

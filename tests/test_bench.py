@@ -1,11 +1,18 @@
 """Benchmarks run in smoke mode (tiny sizes, seconds) so they never rot; no timing asserted."""
 
+import json
+import math
+import sys
 from pathlib import Path
 
 import pytest
 
 from browser_harness import CHROMIUM
-from conftest import run_cli
+from conftest import ROOT, run_cli
+
+sys.path.insert(0, str(ROOT / "bench"))
+import measure  # noqa: E402
+import training_throughput  # noqa: E402
 
 
 def test_long_dependency_smoke_prints_its_table():
@@ -121,3 +128,31 @@ def test_copy_cache_smoke_prints_its_table_and_gate(tiny_checkpoint):
                      "--cache", "20", "1", "256", "--gate", *gate, timeout=300)
     assert recall.returncode == 0, recall.stderr
     assert "state + continuous cache" in recall.stdout and recall.stdout.count("| Korean |") == 2
+
+
+def steps(*pairs):
+    return [{"step": i + 1, "train_loss": 1.0, "tokens_seen": t, "seconds": s} for i, (t, s) in enumerate(pairs)]
+
+
+@pytest.mark.parametrize("log, expected", [
+    (steps((100, 0.5), (200, 1.0), (300, 1.5), (400, 2.0)), 200.0),  # after the warm-up steps
+    (steps((100, 0.5), (200, 1.0), (300, 1.0)), 400.0),  # a busy machine: the last two share a millisecond
+    (steps((100, 0.5), (200, 0.5), (300, 0.5)), 600.0),  # no interval after any step: the whole run
+    (steps((100, 0.5)), 200.0),  # a single step in the budget
+    (steps((100, 0.0)), math.nan),  # not even one millisecond: no rate, but no crash
+    ([], math.nan),
+])
+def test_training_rate_survives_a_zero_interval(log, expected):
+    rate = measure.training_rate(log)
+    assert rate == pytest.approx(expected) if not math.isnan(expected) else math.isnan(rate)
+    assert math.isnan(measure.per_second(5, 0.0)) and math.isnan(measure.ratio(5, 0))
+
+
+def test_training_throughput_rate_from_a_log_with_equal_times(tmp_path):
+    """What failed on a loaded machine: two steps logged at the same millisecond."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in steps((64, 0.8), (128, 0.8))))
+    (out / "config.json").write_text(json.dumps({"model": {}, "training": {"precision": "fp32"}}))
+    result = training_throughput.preset_result(measure.read_training_run(out, 100.0))
+    assert result["tokens_per_second"] == pytest.approx(160.0) and result["peak_rss_mb"] == 100.0

@@ -5,14 +5,21 @@ import os
 import pickle
 import shutil
 import struct
+import subprocess
+import sys
+import time
+from dataclasses import replace
 
 import pytest
 import torch
 
-from chatbot.chat.session import ChatSession
-from chatbot.lm.checkpoint import load_checkpoint, load_tensors, save_checkpoint, tensor_bytes
-from chatbot.errors import ChatbotError
+from conftest import ROOT
+
 from chatbot.chat.sampling import SamplingConfig
+from chatbot.chat.session import ChatSession
+from chatbot.errors import ChatbotError
+from chatbot.lm.checkpoint import load_checkpoint, load_tensors, save_checkpoint, tensor_bytes
+from chatbot.lm.model import LanguageModel, ModelConfig
 
 REQUIRED_METRICS = {"val_nats_per_char", "val_bits_per_char", "steps", "tokens_seen", "train_seconds"}
 
@@ -164,4 +171,114 @@ def test_valid_tensors_load_whatever_their_header_length(tmp_path, header_len):
 def test_a_checkpoint_loads_whatever_its_header_length(folder, header_len):
     weights, _ = load_tensors(folder / "model.safetensors")
     (folder / "model.safetensors").write_bytes(_weights_with_header_length(weights, header_len))
+    assert load_checkpoint(folder).model is not None
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_weights_are_refused_on_load(folder, value):
+    """NaN or infinite weights would load and then crash sampling (torch.multinomial)."""
+    from safetensors.torch import save_file
+    from chatbot.lm.checkpoint import weights_digest
+    weights, metadata = load_tensors(folder / "model.safetensors")
+    weights["rnn.weight_hh_l1"][3, 5] = value
+    save_file(weights, str(folder / "model.safetensors"), metadata)
+    config = json.loads((folder / "config.json").read_text())  # as if saved so (a diverged run)
+    config["weights_sha256"] = weights_digest(weights)
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ChatbotError, match=r"model\.safetensors: tensor rnn\.weight_hh_l1 holds 1 "
+                                           r"non-finite values \(NaN or infinity\)"):
+        load_checkpoint(folder)
+
+
+@pytest.mark.parametrize("settings", [dict(cell="lstm", num_layers=2, hidden_size=24),
+                                      dict(cell="gru", num_layers=3, hidden_size=16, embed_size=8),
+                                      dict(cell="rnn", num_layers=1, hidden_size=12, tie_weights=False)])
+def test_shapes_from_the_settings_are_the_models_own(settings):
+    cfg = ModelConfig(vocab_size=37, **settings)
+    actual = {k: tuple(v.shape) for k, v in LanguageModel(cfg).weights_for_saving().items()}
+    assert dict(cfg.weight_shapes()) == actual
+
+
+def edit_config(folder, **model):
+    config = json.loads((folder / "config.json").read_text())
+    config["model"].update(model)
+    (folder / "config.json").write_text(json.dumps(config))
+
+
+@pytest.mark.parametrize("setting, value, message", [
+    ("hidden_size", 10**9, r"tensor rnn\.weight_ih_l0 has shape \(384, 96\) but config\.json implies \(4000000000, 96\)"),
+    ("embed_size", 10**12, r"tensor embed\.weight has shape \(\d+, 96\) but config\.json implies"),
+    ("num_layers", 10**6, r"the weights do not fit config\.json \(it implies 4,000,002 tensors, the file "
+                          r"has 10 and lacks rnn\.weight_ih_l2\)"),
+])
+def test_a_config_claiming_a_huge_model_is_refused_before_allocating(folder, setting, value, message):
+    """Before the fix these raised the allocator's RuntimeError (or took the machine's memory)."""
+    edit_config(folder, **{setting: value})
+    start = time.perf_counter()
+    with pytest.raises(ChatbotError, match=r"model\.safetensors: " + message + ".*different runs, or config.json was edited"):
+        load_checkpoint(folder)
+    assert time.perf_counter() - start < 30  # a million layers' names are never all made
+
+
+def test_a_bigger_config_costs_no_memory_before_its_mismatch_is_found(folder):
+    """hidden_size 8192 with the real weights once built a 3.4 GB model before the shape check.
+    Loaded in a child process, whose own peak resident memory the kernel reports."""
+    edit_config(folder, hidden_size=8192)
+    code = ("import sys; from chatbot.lm.checkpoint import load_checkpoint; from chatbot.errors import ChatbotError\n"
+            "try:\n    load_checkpoint(sys.argv[1])\nexcept ChatbotError as e:\n    print(e); sys.exit(2)")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(folder)], cwd=ROOT, stdout=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    out = proc.stdout.read().decode()
+    proc.stdout.close()
+    assert os.waitstatus_to_exitcode(status) == 2 and "config.json implies" in out, out
+    assert usage.ru_maxrss / 1024 < 1000, f"peak RSS {usage.ru_maxrss / 1024:.0f} MB"
+
+
+def test_config_records_the_weights_it_was_saved_with(tiny_checkpoint, tmp_path):
+    from chatbot.lm.checkpoint import weights_digest
+    ckpt = load_checkpoint(tiny_checkpoint)
+    assert ckpt.spec.weights_sha256 == weights_digest(ckpt.model.weights_for_saving())
+
+
+def two_saves(tiny_checkpoint, folder):
+    """Save a checkpoint, then a later one ("training went on"); returns the first save's files."""
+    ckpt = load_checkpoint(tiny_checkpoint)
+    save_checkpoint(folder, ckpt.model, ckpt.tokenizer, ckpt.spec)
+    first = {name: (folder / name).read_bytes() for name in ("config.json", "model.safetensors")}
+    with torch.no_grad():
+        ckpt.model.head.bias += 0.5
+    save_checkpoint(folder, ckpt.model, ckpt.tokenizer,
+                    replace(ckpt.spec, metrics={**ckpt.spec.metrics, "steps": 700}))
+    assert load_checkpoint(folder).metrics["steps"] == 700  # the whole pair loads
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors", "tokenizer.json"]
+    return first
+
+
+def test_a_crash_between_weights_and_config_leaves_the_previous_pair(tiny_checkpoint, tmp_path):
+    """What a kill between the two renames leaves: the new weights, the previous config.json,
+    and the previous weights kept aside for it. Before, the new weights loaded under the old
+    config.json's settings and metrics without a warning."""
+    folder = tmp_path / "ckpt"
+    first = two_saves(tiny_checkpoint, folder)
+    (folder / "model.previous.safetensors").write_bytes(first["model.safetensors"])
+    (folder / "config.json").write_bytes(first["config.json"])
+    loaded = load_checkpoint(folder)
+    assert loaded.metrics["steps"] != 700
+    old, _ = load_tensors(folder / "model.previous.safetensors")
+    assert torch.equal(loaded.model.head.bias, old["head.bias"])
+
+
+def test_weights_that_are_not_the_configs_are_refused(tiny_checkpoint, tmp_path):
+    folder = tmp_path / "ckpt"
+    first = two_saves(tiny_checkpoint, folder)
+    (folder / "config.json").write_bytes(first["config.json"])  # and no previous weights to fall back on
+    with pytest.raises(ChatbotError, match=r"model\.safetensors holds other weights than config\.json was "
+                                           r"saved with .*continue it with train_lm\.py --resume"):
+        load_checkpoint(folder)
+
+
+def test_a_checkpoint_saved_before_the_hash_was_recorded_still_loads(folder):
+    config = json.loads((folder / "config.json").read_text())
+    del config["weights_sha256"]
+    (folder / "config.json").write_text(json.dumps(config))
     assert load_checkpoint(folder).model is not None

@@ -134,3 +134,15 @@ def test_a_deeply_nested_config_is_an_error_not_a_traceback(tmp_path, tiny_check
                                         + "]" * 200_000 + "}")
     refused(run_cli("-m", "chatbot", "generate", "--model", str(folder), "--prompt", "hi"),
             "config.json", "nests too deeply")
+
+
+def test_a_tiny_temperature_is_the_greedy_limit_in_generate_and_chat(tiny_checkpoint):
+    base = ("-m", "chatbot", "generate", "--model", str(tiny_checkpoint), "--chat", "--prompt", "hello")
+    greedy = run_cli(*base, "--temperature", "0")
+    tiny = run_cli(*base, "--temperature", "1e-40")
+    assert tiny.returncode == 0, tiny.stderr
+    assert tiny.stdout == greedy.stdout == "Hi! How are you today?\n"
+    r = chat(tiny_checkpoint, "/temp 1e-40\nhello\nwhat does the forget gate do?\n")
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    replies = [line.split("bot> ", 1)[1] for line in r.stdout.splitlines() if "bot> " in line]
+    assert replies == ["Hi! How are you today?", "It decides what the cell state keeps."]

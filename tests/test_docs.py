@@ -25,9 +25,20 @@ def help_options(*command):
 def test_readme_opens_with_start_and_test_commands_and_ci_runs_the_second():
     start, test = bash_blocks(README)[:2]
     assert start == "pip install -r requirements.txt && streamlit run app.py"
-    assert "apt-get install -y chromium" in test
+    assert "apt-get install -y -q chromium" in test
     ci = (ROOT / ".ci" / "run").read_text().strip().splitlines()
     assert ci[-1] == test.splitlines()[-1] and "pytest" in ci[-1]
+
+
+def test_readme_installs_the_browser_as_ci_does_updating_the_package_lists_when_needed():
+    """On a fresh machine the package lists are empty and a bare `apt-get install` fails:
+    the README's line must be .ci/run's (which retries after `apt-get update`), with sudo."""
+    readme_apt = bash_blocks(README)[1].splitlines()[0]
+    ci_apt = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()
+              if "apt-get install" in line]
+    assert ci_apt and readme_apt == ci_apt[0].replace("$SUDO ", "sudo ")
+    install, _, retry = readme_apt.partition("||")
+    assert "apt-get update" not in install and retry.index("apt-get update") < retry.index("apt-get install")
 
 
 def test_readme_is_for_users_and_at_most_20_kb():

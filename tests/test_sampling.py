@@ -54,3 +54,26 @@ def test_same_seed_same_draws_and_higher_temperature_spreads():
     cfg = SamplingConfig(temperature=1.0)
     assert draws(cfg) == draws(cfg)
     assert len(set(draws(SamplingConfig(temperature=3.0)))) > len(set(draws(SamplingConfig(temperature=0.3))))
+
+
+@pytest.mark.parametrize("temperature", [1e-7, 1e-38, 1e-40, 1e-300, 5e-324])
+@pytest.mark.parametrize("filters", [{}, dict(top_k=3), dict(top_p=0.9), dict(min_p=0.05),
+                                     dict(typical_p=0.5), dict(repetition_penalty=1.3)])
+def test_any_allowed_temperature_samples_a_token_tiny_ones_the_greedy_one(temperature, filters):
+    """A tiny temperature overflows logits / T in float32 (softmax then gave NaN and
+    torch.multinomial raised): it must be the greedy limit instead."""
+    assert set(draws(SamplingConfig(temperature=temperature, **filters), n=50)) == {5}
+
+
+def test_a_tiny_temperature_draws_evenly_between_tied_best_tokens():
+    logits = torch.tensor([1.0, 4.0, 4.0, -2.0])
+    g = torch.Generator().manual_seed(0)
+    got = [choose_token(logits, SamplingConfig(temperature=1e-40), [], g) for _ in range(200)]
+    assert set(got) == {1, 2} and 60 < got.count(1) < 140
+
+
+def test_ordinary_temperatures_draw_exactly_as_before():
+    """Only an overflow takes the log-space path: seeded replies stay what they were."""
+    from chatbot.chat.sampling import scale_by_temperature
+    for t in (0.05, 0.5, 1.0, 10.0):
+        assert torch.equal(scale_by_temperature(LOGITS, t), LOGITS / t)

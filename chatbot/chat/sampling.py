@@ -121,7 +121,7 @@ def choose_token(logits: torch.Tensor, cfg: SamplingConfig, previous: list[int],
                                    values * cfg.repetition_penalty)
     if cfg.temperature == 0:
         return int(logits.argmax())
-    logits /= cfg.temperature
+    logits = scale_by_temperature(logits, cfg.temperature)
     if 0 < cfg.top_k < logits.numel():
         kth = torch.topk(logits, cfg.top_k).values[-1]
         logits[logits < kth] = -math.inf
@@ -138,6 +138,19 @@ def choose_token(logits: torch.Tensor, cfg: SamplingConfig, previous: list[int],
         logits = typical_filter(logits, cfg.typical_p)
     probs = logits.softmax(-1)
     return int(torch.multinomial(probs, 1, generator=generator))
+
+
+def scale_by_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """logits / temperature, for any allowed temperature. Where that overflows (a temperature
+    like 1e-40 turns a logit of 5 into 5e40, past float32's range, and softmax then gives NaN),
+    it is taken in log space instead: the largest logit becomes 0, the others their distance
+    below it divided by the temperature (in float64), which is -inf where that is too far. So a
+    tiny temperature is the greedy limit: the likeliest token (or an even draw among equally
+    likely ones), never a crash."""
+    scaled = logits / temperature
+    if torch.isfinite(scaled).all():
+        return scaled
+    return ((logits.double() - logits.max()) / temperature).float()
 
 
 def typical_filter(logits: torch.Tensor, mass: float) -> torch.Tensor:

@@ -22,6 +22,7 @@ from .beam import beam_reply
 from .sampling import Reply, SamplingConfig, sample_reply
 
 MAX_MESSAGE_CHARS = 4000  # longer messages are cut to this (the turn records by how much)
+FEED_CHUNK = 1024  # tokens per forward when feeding text (see ChatSession.feed)
 
 
 @dataclass
@@ -151,12 +152,21 @@ class ChatSession:
         return self._decode(logits, Reply(ids=[]))
 
     def feed(self, ids: list[int]) -> torch.Tensor:
-        """Run ids through the model in one forward on top of the current state;
-        return the next-token logits."""
+        """Run ids through the model on top of the current state, FEED_CHUNK tokens per
+        forward with the state carried between them (the same result as one forward), so a
+        100,000-character prompt costs one chunk's activations and logits, not the whole
+        text's; return the next-token logits."""
+        if not ids:
+            raise ChatbotError("nothing to feed: the text encodes to no tokens.")
+        state = self.state
         with torch.inference_mode():
-            x = torch.tensor([ids], dtype=torch.long)
-            logits, self.state = self.model(x, self.state)
-        return logits[0, -1]
+            for start in range(0, len(ids), FEED_CHUNK):
+                x = torch.tensor([ids[start:start + FEED_CHUNK]], dtype=torch.long)
+                logits, state = self.model(x, state)
+                last = logits[0, -1].clone()
+                del logits
+        self.state = state
+        return last
 
     def transcript(self) -> list[dict]:
         out = []

@@ -2,13 +2,16 @@
 
 Nothing here unpickles: weights go through safetensors (a JSON header and raw tensor
 bytes) and everything else is JSON or a SentencePiece protobuf, so a checkpoint from a
-stranger cannot run code. Every file is written atomically, config.json last.
+stranger cannot run code. Every file is written atomically, config.json last, and config.json
+records the sha256 of the weights it was written with: weights from another save (a crash
+between the two writes) are refused on load instead of running under the wrong settings.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import struct
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,9 +25,10 @@ from ..atomic import atomic_write
 from ..errors import ChatbotError
 from ..text.tokenizers import Tokenizer, load_tokenizer
 from .model import LanguageModel
-from .spec import CONFIG_FILE, FORMAT, RunSpec, TokenizerSpec, read_spec
+from .spec import CONFIG_FILE, FORMAT, WEIGHTS_HASH, RunSpec, TokenizerSpec, read_spec
 
 WEIGHTS_FILE = "model.safetensors"
+PREVIOUS_WEIGHTS = "model.previous.safetensors"  # only while a save is under way (or was cut short)
 
 
 @dataclass
@@ -45,20 +49,59 @@ def tensor_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | No
     return st_save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=metadata)
 
 
+def weights_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 of the tensors themselves (names, dtypes, shapes and data, in name order), so it
+    does not depend on how a file lays out its header or metadata."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(f"{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        h.update(t.view(-1).view(torch.uint8).numpy() if t.numel() else b"")
+    return h.hexdigest()
+
+
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None):
     atomic_write(path, tensor_bytes(tensors, metadata))
 
 
 def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Read a safetensors file; anything else (a pickle, a truncated file) is refused."""
-    path = Path(path)
+    tensors, metadata, _ = _load_tensors(Path(path))
+    return tensors, metadata
+
+
+def _read(path: Path, size: int | None = None) -> bytes:
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as f:
+            return f.read() if size is None else f.read(size)
     except FileNotFoundError:
         raise ChatbotError(f"{path} is missing: the checkpoint folder is incomplete; "
                            f"copy the whole folder or retrain.") from None
     except OSError as exc:
         raise ChatbotError(f"{path}: cannot read it ({exc.strerror}).") from None
+
+
+def tensor_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Each tensor's shape, from the safetensors header alone (no tensor data is read)."""
+    path = Path(path)
+    head = _read(path, 8)
+    header_len = struct.unpack("<Q", head)[0] if len(head) == 8 else 0
+    raw = head + (_read(path, 8 + header_len)[8:] if 0 < header_len <= 100_000_000 else b"")
+    refusal = _not_safetensors(raw)
+    if refusal:
+        raise ChatbotError(f"{path}: {refusal}")
+    try:
+        header = json.loads(raw[8:8 + header_len])
+        return {name: tuple(int(n) for n in entry["shape"]) for name, entry in header.items()
+                if name != "__metadata__"}
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise ChatbotError(f"{path}: corrupt safetensors header ({exc!r}). Copy it again or "
+                           f"retrain.") from None
+
+
+def _load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str], str]:
+    """(tensors, metadata, sha256 of the file's bytes)."""
+    raw = _read(path)
     refusal = _not_safetensors(raw)
     if refusal:
         raise ChatbotError(f"{path}: {refusal}")
@@ -69,7 +112,7 @@ def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     except (SafetensorError, ValueError, struct.error) as exc:
         raise ChatbotError(f"{path}: corrupt or truncated safetensors file ({exc}). "
                            f"Copy it again or retrain.") from None
-    return tensors, metadata
+    return tensors, metadata, hashlib.sha256(raw).hexdigest()
 
 
 def _not_safetensors(raw: bytes) -> str | None:
@@ -101,10 +144,23 @@ def save_checkpoint(folder: Path, model: LanguageModel, tokenizer: Tokenizer, sp
     tokenizer's own description)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    save_tensors(folder / WEIGHTS_FILE, model.weights_for_saving(), {"format": FORMAT})
+    weights = model.weights_for_saving()
+    # The pair changes as one: the weights config.json names stay readable as PREVIOUS_WEIGHTS
+    # (a hard link, no copy) until the new config.json is in place, so a crash between the two
+    # writes leaves the previous pair, which load_checkpoint finds by config.json's hash.
+    current, previous = folder / WEIGHTS_FILE, folder / PREVIOUS_WEIGHTS
+    previous.unlink(missing_ok=True)
+    if current.exists() and (folder / CONFIG_FILE).exists():
+        try:
+            os.link(current, previous)
+        except OSError:  # a file system without hard links
+            atomic_write(previous, current.read_bytes())
+    save_tensors(current, weights, {"format": FORMAT})
     tokenizer.save(folder)
-    spec = replace(spec, model=model.config, tokenizer=TokenizerSpec(**tokenizer.describe()))
+    spec = replace(spec, model=model.config, tokenizer=TokenizerSpec(**tokenizer.describe()),
+                   weights_sha256=weights_digest(weights))
     atomic_write(folder / CONFIG_FILE, json.dumps(spec.to_json(), indent=2, ensure_ascii=False).encode())
+    previous.unlink(missing_ok=True)
 
 
 def load_checkpoint(folder: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
@@ -123,10 +179,25 @@ def load_checkpoint(folder: str | Path, device: str | torch.device = "cpu") -> C
         raise ChatbotError(f"{folder}: the tokenizer has {tokenizer.vocab_size} tokens but "
                            f"config.json says the model has {model_cfg.vocab_size}; the files "
                            f"come from different runs.")
-    weights, _ = load_tensors(folder / WEIGHTS_FILE)
+    # Shapes from the header first: a config.json that claims a huge model is refused before
+    # anything is allocated (or the whole weights file read).
+    model_cfg.check_weight_shapes(tensor_shapes(folder / WEIGHTS_FILE), str(folder / WEIGHTS_FILE))
+    weights, _, sha256 = _load_tensors(folder / WEIGHTS_FILE)
+    recorded = spec.weights_sha256  # None in checkpoints saved before it was recorded
+    if recorded is not None and recorded != weights_digest(weights) and (folder / PREVIOUS_WEIGHTS).is_file():
+        # A save was cut short after the new weights and before the new config.json: the
+        # previous weights, which this config.json was written with, are still there.
+        model_cfg.check_weight_shapes(tensor_shapes(folder / PREVIOUS_WEIGHTS), str(folder / PREVIOUS_WEIGHTS))
+        previous, _, previous_sha = _load_tensors(folder / PREVIOUS_WEIGHTS)
+        if weights_digest(previous) == recorded:
+            weights, sha256 = previous, previous_sha
+    if recorded is not None and recorded != weights_digest(weights):
+        raise ChatbotError(f"{folder / WEIGHTS_FILE} holds other weights than {CONFIG_FILE} was "
+                           f"saved with (their sha256 differs from {CONFIG_FILE}'s {WEIGHTS_HASH}): the save was "
+                           f"interrupted between the two files, or one was replaced. If the run's "
+                           f"resume/ folder is there, continue it with train_lm.py --resume (it "
+                           f"writes both again); otherwise copy the whole folder again or retrain.")
     model = LanguageModel(model_cfg)
     model.load_saved_weights(weights, str(folder / WEIGHTS_FILE))
     model.to(device).eval()
-    with open(folder / WEIGHTS_FILE, "rb") as f:
-        fingerprint = hashlib.file_digest(f, "sha256").hexdigest()[:16]
-    return Checkpoint(model, tokenizer, spec, folder, fingerprint)
+    return Checkpoint(model, tokenizer, spec, folder, sha256[:16])

@@ -9,6 +9,7 @@ for generation, and `gates.py` gate by gate. Both read a layer's weights through
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from typing import Iterator
 
 import torch
 from torch import nn
@@ -83,6 +84,42 @@ class ModelConfig:
         layers = sum(gates * H * ((E if i == 0 else H) + H) + 2 * gates * H
                      for i in range(self.num_layers))
         return V * E + layers + (0 if self.tied else V * H) + V
+
+    def weight_shapes(self) -> Iterator[tuple[str, tuple[int, ...]]]:
+        """The saved tensors' names and shapes (LanguageModel.weights_for_saving), from the
+        settings alone: a checkpoint's shapes can be checked before any memory is allocated.
+        A generator, so a config claiming a million layers costs nothing until compared."""
+        gates = {"lstm": 4, "gru": 3, "rnn": 1}[self.cell]
+        V, E, H = self.vocab_size, self.embed_size, self.hidden_size
+        yield "embed.weight", (V, E)
+        for i in range(self.num_layers):
+            yield f"rnn.weight_ih_l{i}", (gates * H, E if i == 0 else H)
+            yield f"rnn.weight_hh_l{i}", (gates * H, H)
+            yield f"rnn.bias_ih_l{i}", (gates * H,)
+            yield f"rnn.bias_hh_l{i}", (gates * H,)
+        if not self.tied:
+            yield "head.weight", (V, H)
+        yield "head.bias", (V,)
+
+    def check_weight_shapes(self, shapes: dict[str, tuple[int, ...]], source: str) -> None:
+        """Refuse saved tensor shapes (from a safetensors header) that these settings do not
+        imply, before a model is built: a tampered config.json (hidden_size 10^9) would
+        otherwise allocate gigabytes, or fail in the allocator, before the mismatch showed."""
+        hint = ("config.json and the weights come from different runs, or config.json was edited; "
+                "copy the whole folder again or retrain.")
+        count = 2 + 4 * self.num_layers + (0 if self.tied else 1)  # what weight_shapes yields
+        for name, shape in self.weight_shapes():
+            if name not in shapes:
+                raise ChatbotError(f"{source}: the weights do not fit config.json (it implies "
+                                   f"{count:,} tensors, the file has {len(shapes):,} and lacks "
+                                   f"{name}): {hint}")
+            if tuple(shapes[name]) != shape:
+                raise ChatbotError(f"{source}: tensor {name} has shape {tuple(shapes[name])} but "
+                                   f"config.json implies {shape}: {hint}")
+        if len(shapes) != count:
+            expected = {n for n, _ in self.weight_shapes()}
+            raise ChatbotError(f"{source}: the weights do not fit config.json (unexpected "
+                               f"{sorted(set(shapes) - expected)[:4]}): {hint}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -165,4 +202,9 @@ class LanguageModel(nn.Module):
                                    f"but config.json implies {tuple(shape)}.")
             if not weights[name].is_floating_point():
                 raise ChatbotError(f"{source}: tensor {name} is not floating point.")
+            if not torch.isfinite(weights[name]).all():
+                bad = int((~torch.isfinite(weights[name])).sum())
+                raise ChatbotError(f"{source}: tensor {name} holds {bad:,} non-finite values (NaN or "
+                                   f"infinity), so the model cannot produce probabilities. The "
+                                   f"file is damaged or the run diverged; retrain or copy it again.")
         self.load_state_dict(weights, strict=False)

@@ -5,12 +5,13 @@ point), loading a checkpoint and the model picker read it back.
 config.json keeps the layout of format "lstm-chat/1":
     {"format", "model": ModelConfig, "tokenizer": {kind, vocab_size, file},
      "training": TrainConfig + "command", "corpus": {path, sha256, files, characters, tokens},
-     "metrics": {val_nats_per_char, ...}}
+     "metrics": {val_nats_per_char, ...}, "weights_sha256": of the weights saved with it}
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from .model import ModelConfig
 FORMAT = "lstm-chat/1"
 CONFIG_FILE = "config.json"
 PRECISIONS = ("auto", "fp32", "bf16")
+WEIGHTS_HASH = "weights_sha256"  # in config.json: the weights it was written with
 SECTIONS = ("model", "tokenizer", "training", "corpus", "metrics")  # each a JSON object
 
 
@@ -66,8 +68,15 @@ class TrainConfig:
             raise ChatbotError("--max-steps must be at least 1.")
         if self.time_budget is not None and not self.time_budget > 0:
             raise ChatbotError("--time-budget must be a positive number of seconds.")
-        if not self.lr > 0:
-            raise ChatbotError("--lr must be positive.")
+        if not 0 < self.lr < math.inf:
+            raise ChatbotError(f"--lr must be a positive finite number, got {self.lr}.")
+        if not self.grad_clip > 0:  # 0 would zero every gradient; a negative norm ascends
+            raise ChatbotError(f"--grad-clip must be a positive gradient norm (inf turns clipping "
+                               f"off), got {self.grad_clip}.")
+        if self.warmup_steps < 0:
+            raise ChatbotError(f"--warmup-steps must be 0 (no warm-up) or more, got {self.warmup_steps}.")
+        if not 0 <= self.weight_decay < math.inf:
+            raise ChatbotError(f"--weight-decay must be 0 or a positive finite number, got {self.weight_decay}.")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ChatbotError(f"--min-lr-ratio must be between 0 and 1, got {self.min_lr_ratio}.")
         if self.eval_seconds < 0:
@@ -100,6 +109,7 @@ class RunSpec:
     corpus: CorpusInfo | None = None
     command: str = ""  # how the run was started
     metrics: dict = field(default_factory=dict)  # the checkpoint's validation scores
+    weights_sha256: str | None = None  # written by save_checkpoint: the weights it goes with
 
     def to_json(self) -> dict:
         data = {"format": FORMAT, "model": self.model.to_dict(), "tokenizer": asdict(self.tokenizer),
@@ -108,6 +118,8 @@ class RunSpec:
             data["corpus"] = asdict(self.corpus)
         if self.metrics:
             data["metrics"] = self.metrics
+        if self.weights_sha256 is not None:
+            data[WEIGHTS_HASH] = self.weights_sha256
         return data
 
     @classmethod
@@ -117,7 +129,7 @@ class RunSpec:
         corpus = data.get("corpus")
         return cls(TokenizerSpec(**data["tokenizer"]), ModelConfig.from_dict(data["model"]),
                    TrainConfig.from_dict(training), CorpusInfo(**corpus) if corpus else None,
-                   training.get("command", ""), data.get("metrics", {}))
+                   training.get("command", ""), data.get("metrics", {}), data.get(WEIGHTS_HASH))
 
 
 def read_spec(folder: str | Path) -> RunSpec:

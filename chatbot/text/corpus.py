@@ -139,6 +139,9 @@ def load_corpus(path: str | Path) -> Corpus:
                                f"Put your text in .txt files (or chat .jsonl) there.")
     elif path.is_file():
         files = [path]
+    elif path.exists():
+        raise ChatbotError(f"{path}: not a regular file (a device, pipe or socket). Pass --corpus "
+                           f"a .txt file, a .jsonl chat file or a folder of them.")
     else:
         raise ChatbotError(f"{path}: no such file or folder. Pass --corpus a .txt file, a .jsonl "
                            f"chat file or a folder of them.")

@@ -34,7 +34,9 @@ from .data import Split, Streams, evaluate, split_ids
 from .budget import plan_for_budget
 from .device import checked_precision, pick_device, resolve_precision, training_loss
 from .distributed import World, from_environment, leave
-from .run_state import RunState, has_run_state, load_run_state, read_run_spec, save_run_state
+from .folder_lock import lock_folder
+from .run_state import (RunState, has_run_state, load_run_state, read_run_spec, read_run_step,
+                        save_run_state)
 
 LOG_FILE = "train_log.jsonl"
 
@@ -160,6 +162,10 @@ class Trainer:
         loss, state = training_loss(self.net, x, y, run.carried, cfg.precision == "bf16")
         mean_loss = self.world.mean(loss)  # every rank sees the same loss, so all stop on a NaN
         if not torch.isfinite(mean_loss):
+            if run.best_val is None:  # no evaluation has saved a checkpoint in this run yet
+                raise ChatbotError(f"the loss became {mean_loss.item()} at step {run.step + 1}; "
+                                   f"stopping. No checkpoint was saved (the run diverged before its "
+                                   f"first evaluation). Lower --lr and start again.")
             raise ChatbotError(f"the loss became {mean_loss.item()} at step {run.step + 1}; stopping. "
                                f"The last good checkpoint is kept. Lower --lr and resume.")
         self.optimizer.zero_grad(set_to_none=True)
@@ -230,6 +236,25 @@ def _truncate_log(path: Path, step: int):
     atomic_write(path, ("\n".join(keep) + "\n" if keep else "").encode())
 
 
+def _evaluated_at(path: Path, step: int) -> bool:
+    """Whether the log holds an evaluation at `step` (a clean end evaluates; a kill right
+    after a resume point does not, and --resume at that step then does it)."""
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return False
+    for line in reversed(lines):
+        try:
+            record = json.loads(line)
+            if record["step"] == step and "val_nats_per_char" in record:
+                return True
+            if record["step"] < step:
+                return False
+        except (ValueError, KeyError, TypeError):
+            continue
+    return False
+
+
 def check_out_folder(out: Path, resume: bool):
     out = Path(out)
     if not resume and has_run_state(out):
@@ -239,7 +264,7 @@ def check_out_folder(out: Path, resume: bool):
         raise ChatbotError(f"--out {out} is a file; give a folder.")
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
+        probe = out / f".write-test.{os.getpid()}.{threading.get_ident()}"  # never another run's
         probe.write_bytes(b"ok")
         probe.unlink()
     except OSError as exc:
@@ -282,17 +307,42 @@ def train(spec: RunSpec, out: str | Path, resume: bool = False, resume_overrides
     checkpoint_every: what may change between invocations). Under torchrun every rank calls
     this; see chatbot/train/distributed.py."""
     out = Path(out)
+    lock = None
+    try:
+        if int(os.environ.get("WORLD_SIZE", "1")) == 1 and (not resume or out.is_dir()):
+            # One run per folder, taken before anything is read: a second run into the same
+            # --out (or a --resume of a run still going) would mix config, token cache and
+            # log. Held until the run ends. (Under torchrun rank 0 takes it once the group is up.)
+            check_out_folder(out, resume=True)  # a folder we can write; the run check follows
+            lock = lock_folder(out)
+        return _locked_train(spec, out, resume, resume_overrides, on_event, on_trainer, lock)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _locked_train(spec: RunSpec, out: Path, resume: bool, resume_overrides: dict | None,
+                  on_event, on_trainer, lock) -> dict:
     cfg, given = spec.training, spec.corpus
     if resume:
-        spec = read_run_spec(out)
+        spec, step = read_run_spec(out), read_run_step(out)
         allowed = {"max_steps", "time_budget", "device", "checkpoint_every"}
         cfg = replace(spec.training, **{k: v for k, v in (resume_overrides or {}).items() if k in allowed})
+        if cfg.max_steps is not None and (step > cfg.max_steps or (
+                step == cfg.max_steps and _evaluated_at(out / LOG_FILE, step))):
+            raise ChatbotError(f"the run in {out} is already at step {step:,}, "
+                               f"{'past' if step > cfg.max_steps else 'at'} --max-steps "
+                               f"{cfg.max_steps:,}: there is nothing to train. Give a larger "
+                               f"--max-steps to continue it.")
     elif given is None:
         raise ChatbotError("--corpus is required (a .txt file, a .jsonl chat file or a folder).")
     corpus = Path((given or spec.corpus).path)
     world, device = from_environment(pick_device(cfg.device))
     try:
         if world.is_main:
+            if lock is None:  # under torchrun: rank 0 holds the folder for the job
+                check_out_folder(out, resume=True)
+                lock = lock_folder(out)
             check_out_folder(out, resume)
         trainer = _prepare(spec, cfg, corpus, out, resume, world, device)
         trainer.on_event = on_event or trainer.on_event
@@ -309,6 +359,8 @@ def train(spec: RunSpec, out: str | Path, resume: bool = False, resume_overrides
             f"torchrun command with --resume.") from None
     finally:
         leave(world)
+        if lock is not None:
+            lock.release()
 
 
 def _prepare(spec: RunSpec, cfg: TrainConfig, corpus: Path, out: Path, resume: bool, world: World,

@@ -77,9 +77,11 @@ def _snapshot(out: Path) -> Path:
     """The folder LATEST names (or, for runs saved before snapshots, resume/ itself)."""
     root = Path(out) / RESUME_DIR
     try:
-        name = (root / LATEST).read_text(encoding="utf-8").strip()
+        name = (root / LATEST).read_bytes().decode("utf-8").strip()
     except FileNotFoundError:
         return root
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ChatbotError(f"{root / LATEST} is damaged ({exc}); cannot resume from it.") from None
     if not name.startswith("step-") or "/" in name or "\\" in name:
         raise ChatbotError(f"{root / LATEST} is damaged ({name[:40]!r}); cannot resume from it.")
     return root / name
@@ -92,7 +94,10 @@ def has_run_state(out: Path) -> bool:
 
 def read_run_spec(out: Path) -> RunSpec:
     """The settings the run was started with (to rebuild its model and tokenizer)."""
-    return RunSpec.from_json(_read_state_json(_snapshot(out) / "state.json")["run"])
+    try:
+        return RunSpec.from_json(_read_state_json(_snapshot(out) / "state.json")["run"])
+    except (KeyError, TypeError) as exc:
+        raise ChatbotError(f"{out}: the resume point's training settings are damaged ({exc}).") from None
 
 
 def load_run_state(out: Path, model: LanguageModel, optimizer: torch.optim.Optimizer,
@@ -107,24 +112,64 @@ def load_run_state(out: Path, model: LanguageModel, optimizer: torch.optim.Optim
                                f"from step {state['step']}: the run was stopped while saving. "
                                f"Start a new run or restore the folder from a backup.")
     model.load_saved_weights(weights, str(folder / "model.safetensors"))
-    slots: dict[int, dict] = {}
-    for key, value in tensors.items():
-        if key.startswith("opt."):
-            _, idx, name = key.split(".", 2)
-            slots.setdefault(int(idx), {})[name] = value.to(device) if name != "step" else value
-    optimizer.load_state_dict({"state": slots, "param_groups": state["param_groups"]})
-    n_carried = sum(k.startswith("carried.") for k in tensors)
-    carried = tuple(tensors[f"carried.{i}"].to(device) for i in range(n_carried))
-    torch.set_rng_state(tensors.get(f"rng.torch.rank{rank}", tensors["rng.torch"]))
+    try:
+        slots: dict[int, dict] = {}
+        for key, value in tensors.items():
+            if key.startswith("opt."):
+                _, idx, name = key.split(".", 2)
+                slots.setdefault(int(idx), {})[name] = value.to(device) if name != "step" else value
+        optimizer.load_state_dict({"state": slots, "param_groups": state["param_groups"]})
+        n_carried = sum(k.startswith("carried.") for k in tensors)
+        carried = tuple(tensors[f"carried.{i}"].to(device) for i in range(n_carried))
+        torch.set_rng_state(tensors.get(f"rng.torch.rank{rank}", tensors["rng.torch"]))
+    except (KeyError, ValueError, TypeError, IndexError, RuntimeError) as exc:
+        raise ChatbotError(f"{folder}: the optimizer or generator state in trainer.safetensors / "
+                           f"state.json does not fit this run ({type(exc).__name__}: "
+                           f"{str(exc)[:200]}); cannot resume from it.") from None
     return RunState(state["step"], state["tokens_seen"], state["train_seconds"], state["best_val"],
                     RecurrentState.from_tensors(model.config.cell, carried), RunSpec.from_json(state["run"]))
 
 
+STATE_FIELDS = {"step": int, "tokens_seen": int, "train_seconds": (int, float),
+                "best_val": (int, float, type(None)), "param_groups": list, "run": dict}
+RUN_FIELDS = ("model", "tokenizer", "training", "corpus")
+
+
+def read_run_step(out: Path) -> int:
+    """The step the run's resume point is at."""
+    return _read_state_json(_snapshot(out) / "state.json")["step"]
+
+
 def _read_state_json(path: Path) -> dict:
+    """state.json, checked: every field a resume uses is there with the right type, so a
+    damaged file is an error naming it (not a KeyError or RecursionError later)."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        state = json.loads(path.read_bytes().decode("utf-8"))
     except FileNotFoundError:
         raise ChatbotError(f"nothing to resume: {path} does not exist. Run without --resume to "
                            f"start training in {path.parent.parent}.") from None
-    except (OSError, json.JSONDecodeError) as exc:
+    except RecursionError:
+        raise ChatbotError(f"{path}: damaged (nested too deeply to be a resume state); cannot "
+                           f"resume from it.") from None
+    except (OSError, ValueError) as exc:  # ValueError: bad JSON or not UTF-8
         raise ChatbotError(f"{path}: unreadable ({exc}); cannot resume from it.") from None
+    problem = None
+    if not isinstance(state, dict):
+        problem = "not a JSON object"
+    else:
+        for name, kind in STATE_FIELDS.items():
+            if name not in state:
+                problem = f'"{name}" is missing'
+            elif not isinstance(state[name], kind) or isinstance(state[name], bool):
+                problem = f'"{name}" has the wrong type ({type(state[name]).__name__})'
+            if problem:
+                break
+        else:
+            if state["step"] < 0:
+                problem = '"step" is negative'
+            elif missing := [k for k in RUN_FIELDS if not isinstance(state["run"].get(k), dict)]:
+                problem = f'"run" lacks {missing}'
+    if problem:
+        raise ChatbotError(f"{path}: damaged ({problem}); cannot resume from it. Start a new run "
+                           f"or restore the folder from a backup.")
+    return state

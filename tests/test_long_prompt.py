@@ -1,0 +1,38 @@
+"""A prompt of any length costs about what a short one does: it is fed in chunks with the
+recurrent state carried between them, which gives the same result as one forward."""
+
+import os
+import subprocess
+import sys
+
+import torch
+
+from chatbot.chat.session import FEED_CHUNK, ChatSession
+from chatbot.lm.checkpoint import load_checkpoint
+from conftest import ROOT
+
+
+def test_a_long_text_is_fed_in_chunks_with_the_state_carried():
+    ckpt = load_checkpoint(ROOT / "models" / "default")
+    session = ChatSession(ckpt.model, ckpt.tokenizer)
+    text = ("The forget gate decides what the cell keeps. " * 100)[:int(2.5 * FEED_CHUNK)]
+    ids = ckpt.tokenizer.encode(text)
+    assert len(ids) > 2 * FEED_CHUNK
+    logits = session.feed(ids)
+    with torch.inference_mode():
+        whole, state = ckpt.model(torch.tensor([ids]))
+    assert torch.allclose(logits, whole[0, -1], atol=1e-4, rtol=1e-4)
+    assert session.state.equals(state, atol=1e-4, rtol=1e-4)
+
+
+def test_generate_with_a_100000_character_prompt_stays_small():
+    """It took 1.4 GB: the whole prompt's activations and logits in one forward."""
+    prompt = ("The cell state carries memory from step to step. " * 2100)[:100_000]
+    proc = subprocess.Popen([sys.executable, "-m", "chatbot", "generate", "--model", "models/default",
+                             "--prompt", prompt, "--max-new-tokens", "20", "--seed", "1"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    out, err = proc.stdout.read().decode(), proc.stderr.read().decode()
+    proc.stdout.close(), proc.stderr.close()
+    assert os.waitstatus_to_exitcode(status) == 0 and out.strip(), err
+    assert usage.ru_maxrss / 1024 < 700, f"peak RSS {usage.ru_maxrss / 1024:.0f} MB"
