@@ -9,7 +9,7 @@ import safetensors.torch
 import torch
 from streamlit.testing.v1 import AppTest
 
-from chatbot.lm.checkpoint import WEIGHTS_FILE, load_tensors, save_tensors
+from chatbot.lm.checkpoint import load_checkpoint, save_checkpoint
 from app_pages.plain_text import escape_markdown
 from conftest import ROOT
 
@@ -115,8 +115,11 @@ def test_a_memory_from_other_weights_is_not_applied(app_env):
     at = open_tab()
     say(at, "my name is Mina")
     conversation = at.query_params["c"]
-    weights, meta = load_tensors(models / "tiny" / WEIGHTS_FILE)  # retrain, in effect
-    save_tensors(models / "tiny" / WEIGHTS_FILE, {k: v + 0.01 for k, v in weights.items()}, meta)
+    retrained = load_checkpoint(models / "tiny")  # retrain, in effect: new weights, their config
+    with torch.no_grad():
+        for p in retrained.model.parameters():
+            p.add_(0.01)
+    save_checkpoint(models / "tiny", retrained.model, retrained.tokenizer, retrained.spec)
     reloaded = open_tab(conversation)
     assert "memory was made by another model" in reloaded.warning[0].value
     assert shown(reloaded)[0] == escape_markdown("my name is Mina")
