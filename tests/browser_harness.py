@@ -87,7 +87,12 @@ WAIT_MS = 300_000
 
 
 def new_page(chromium):
-    page = chromium.new_page(viewport={"width": 1280, "height": 1000})
+    """A tab in a fresh browser context (its own cookies), or pass a BrowserContext for
+    another tab of that context (the same browser, to a server: the same person)."""
+    if hasattr(chromium, "cookies"):  # a BrowserContext: its tabs share its viewport
+        page = chromium.new_page()
+    else:
+        page = chromium.new_page(viewport={"width": 1280, "height": 1000})
     page.set_default_timeout(WAIT_MS)
     page.set_default_navigation_timeout(WAIT_MS)
     page.add_init_script(RUN_COUNTER)
@@ -176,6 +181,8 @@ class Chat:
     def set_number(self, label: str, value: int):
         self.mark()
         box = self.page.locator(f'input[aria-label="{label}"]')
+        if box.input_value() == str(value):
+            return  # the same value starts no script run, so there is none to wait for
         box.fill(str(value))
         box.press("Enter")
         self.rerun_done()
@@ -187,6 +194,9 @@ class Chat:
         self.page.get_by_role("option", name=re.compile(f"^{re.escape(name)} ")).click()
         self.rerun_done()
         # The model is loaded when the picker shows it and the chat box takes input again.
-        self.page.wait_for_function("([el, name]) => el.innerText.trim().startsWith(name)",
-                                    arg=[picker.element_handle(), name])
+        # The picker is a combobox: its choice is the input's value, not text. Looked up afresh
+        # each time, since a rerun may draw it as a new element.
+        self.page.wait_for_function(
+            """name => (document.querySelector('[data-testid="stSelectbox"] input')?.value || '').startsWith(name + ' ')""",
+            arg=name)
         self.page.wait_for_selector('[data-testid="stChatInput"] textarea:not([disabled])')

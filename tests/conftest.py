@@ -67,3 +67,21 @@ def run_cli(*args: str, input: str | None = None, timeout: float = 120) -> subpr
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.run([sys.executable, *args], cwd=ROOT, input=input, capture_output=True,
                           text=True, timeout=timeout, env=env)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """When a browser test fails, keep what the page showed: a screenshot in
+    test-artifacts/failures/ and the page's text in the report (CI prints it)."""
+    outcome = yield
+    report = outcome.get_result()
+    page = getattr(item, "funcargs", {}).get("page")
+    if report.when != "call" or not report.failed or page is None or not hasattr(page, "screenshot"):
+        return
+    try:
+        folder = ROOT / "test-artifacts" / "failures"
+        folder.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(folder / f"{item.name}.png"), full_page=True, timeout=20_000)
+        report.sections.append(("page at failure", page.inner_text("body", timeout=20_000)[:4000]))
+    except Exception as error:  # the page itself may be gone; the failure is reported anyway
+        report.sections.append(("page at failure", f"(could not read the page: {error})"))

@@ -86,9 +86,7 @@ def test_another_browser_never_sees_lists_or_opens_this_browsers_conversations(f
     models, data, tmp = folders
 
     def tab(context) -> Chat:
-        page = context.new_page()
-        page.set_default_timeout(120_000)
-        return Chat(page, url)
+        return Chat(new_page(context), url)
 
     def body(chat: Chat) -> str:
         return chat.page.inner_text("body")
