@@ -14,6 +14,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def smoke_corpus(folder: Path) -> str:
+    """The test suite's small chat corpus (tests/conftest.py) written into `folder`, for the
+    benches' --smoke runs."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from conftest import write_chat_corpus
+    return str(write_chat_corpus(folder / "chat.jsonl"))
+
+
 def per_second(amount: float, seconds: float) -> float:
     """amount / seconds, or NaN (printed "nan") when the interval is not positive. Clocks have a
     resolution (the training log keeps milliseconds), so on a busy machine two readings can

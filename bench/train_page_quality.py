@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from measure import ROOT, run_train_lm
+from measure import ROOT, run_train_lm, smoke_corpus
 
 sys.path.insert(0, str(ROOT))
 from app_pages.train_job import DEFAULT_BUDGET_MINUTES, JobRequest, JobSlot  # noqa: E402
@@ -75,9 +75,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if args.smoke:
-            sys.path.insert(0, str(ROOT / "tests"))
-            from conftest import write_chat_corpus
-            args.corpora = [str(write_chat_corpus(tmp / "chat.jsonl"))]
+            args.corpora = [smoke_corpus(tmp)]
             args.budget, args.presets = 3.0, ["tiny"]
         if not args.corpora:
             p.error("name at least one corpus")

@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from measure import ROOT, run_train_lm
+from measure import ROOT, run_train_lm, smoke_corpus
 
 sys.path.insert(0, str(ROOT))
 from app_pages.train_job import JobRequest, JobSlot  # noqa: E402
@@ -53,9 +53,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if args.smoke:
-            sys.path.insert(0, str(ROOT / "tests"))
-            from conftest import write_chat_corpus
-            args.corpus, args.preset, args.budget = str(write_chat_corpus(tmp / "chat.jsonl")), "tiny", 2.0
+            args.corpus, args.preset, args.budget = smoke_corpus(tmp), "tiny", 2.0
         cli = run_train_lm(["--corpus", args.corpus, "--preset", args.preset, "--time-budget", str(args.budget)],
                            tmp / "cli")
         cli_steps, cli_rate = rate(tmp / "cli")
