@@ -7,6 +7,7 @@ import math
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,26 +48,57 @@ def training_rate(steps: list[dict], skip: int = 2) -> float:
     return per_second(last["tokens_seen"], last["seconds"])
 
 
+# The child reports its own peak resident memory (VmHWM) as it exits. getrusage/wait4's
+# ru_maxrss cannot: Linux carries the high-water mark across exec, so a child spawned by a
+# 1.8 GB test process "peaks" at 1.8 GB however little it uses itself.
+PEAK_WRAPPER = """import atexit, os, runpy, sys
+def report():
+    kb = open('/proc/self/status').read().split('VmHWM:')[1].split()[0]
+    with open(os.environ['LSTM_CHAT_PEAK_FILE'], 'w') as f:
+        f.write(kb)
+atexit.register(report)
+args = sys.argv[1:]
+if args[0] == '-m':
+    sys.argv = args[1:]
+    runpy.run_module(args[1], run_name='__main__', alter_sys=True)
+elif args[0] == '-c':
+    sys.argv = ['-c', *args[2:]]
+    exec(compile(args[1], '<string>', 'exec'), {'__name__': '__main__'})
+else:
+    sys.argv = args
+    runpy.run_path(args[0], run_name='__main__')
+"""
+
+
 @dataclass
 class Finished:
     returncode: int
     seconds: float
-    peak_rss_mb: float  # the child's own peak resident set (getrusage of that one child)
-    output: str  # stdout and stderr together
+    peak_rss_mb: float  # the child's own peak resident set (NaN if it was killed before reporting)
+    output: str  # stdout and stderr together (or stdout alone when stderr was kept apart)
+    errors: str = ""  # stderr, when kept apart
 
 
-def run_measured(args: list[str], log: Path) -> Finished:
-    """Run `python ARGS...` in the repository root, output to `log`, and wait for it with
-    wait4 so the peak RSS is this child's alone (RUSAGE_CHILDREN would be the max of all)."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    kilobytes = usage.ru_maxrss  # Linux reports kilobytes
-    return Finished(proc.returncode, time.perf_counter() - start, kilobytes / 1024,
-                    log.read_text(errors="replace"))
+def run_measured(args: list[str], log: Path | None = None, timeout: float | None = None) -> Finished:
+    """Run `python ARGS...` (a script, `-m module ...` or `-c code ...`) in the repository
+    root and read back its own peak RSS. Output goes to `log`, or is returned with stderr
+    apart when there is no log."""
+    with tempfile.TemporaryDirectory() as tmp:
+        peak = Path(tmp) / "peak"
+        env = {**os.environ, "LSTM_CHAT_PEAK_FILE": str(peak)}
+        cmd = [sys.executable, "-c", PEAK_WRAPPER, *args]
+        start = time.perf_counter()
+        if log is None:
+            proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+            output, errors = proc.stdout, proc.stderr
+        else:
+            log.parent.mkdir(parents=True, exist_ok=True)
+            with open(log, "w") as out:
+                proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=timeout)
+            output, errors = log.read_text(errors="replace"), ""
+        seconds = time.perf_counter() - start
+        peak_mb = int(peak.read_text()) / 1024 if peak.exists() else math.nan
+    return Finished(proc.returncode, seconds, peak_mb, output, errors)
 
 
 @dataclass

@@ -178,7 +178,7 @@ class Chat:
         self.page.wait_for_function(f"seen => (window.__lstmRuns || 0) > seen && ({IDLE})()", arg=self.seen)
         self.seen = self.runs()
 
-    def set_number(self, label: str, value: int):
+    def set_number(self, label: str, value: float):
         self.mark()
         box = self.page.locator(f'input[aria-label="{label}"]')
         if box.input_value() == str(value):

@@ -62,7 +62,7 @@ def run_spec(corpus, training, tokenizer: str = "char", vocab_size: int | None =
     return RunSpec(TokenizerSpec(tokenizer, vocab_size), ModelConfig(**model), training, CorpusInfo(str(corpus)))
 
 
-def run_cli(*args: str, input: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+def run_cli(*args: str, input: str | None = None, timeout: float = 1800) -> subprocess.CompletedProcess:
     """Run one of the project's commands as a user would, from the repository root."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.run([sys.executable, *args], cwd=ROOT, input=input, capture_output=True,

@@ -24,7 +24,7 @@ def app_env(tiny_checkpoint, tmp_path, monkeypatch):
 
 
 def start(**widgets) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=600)
     at.run()
     assert not at.exception, at.exception
     for key, value in widgets.items():  # sliders, by key
@@ -289,14 +289,14 @@ def test_folders_with_damaged_configs_are_listed_as_broken_and_the_page_works(ap
 
 def test_errors_name_files_relative_to_the_apps_folders_never_by_the_servers_paths(app_env, tmp_path):
     (app_env / "tiny" / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\": ")
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=600).run()
     assert not at.exception, at.exception
     errors = [e.value.replace("\\", "") for e in at.error]
     assert any("Cannot load tiny: models/tiny/model.safetensors: not a safetensors file" in e
                for e in errors), errors
     assert str(tmp_path) not in " ".join(errors)
     shutil.rmtree(app_env / "tiny")
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=600).run()
     errors = [e.value.replace("\\", "") for e in at.sidebar.error]
     assert any("No usable model in models/" in e for e in errors) and str(tmp_path) not in " ".join(errors)
 

@@ -32,7 +32,7 @@ OTHER_BROWSER = "another-browsers-owner-key-0123456789abcdefghijklmn"
 def open_tab(conversation: str | None = None, seed: int | None = 42, browser: str = BROWSER) -> AppTest:
     """A new browser tab (a new session) of `browser`, at ?c=conversation when given. AppTest
     cannot send cookies, so the browser's key is handed to the session as the cookie would."""
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=600)
     at.session_state["owner_key"] = browser
     if conversation:
         at.query_params["c"] = conversation
@@ -203,18 +203,18 @@ def test_another_browser_cannot_list_or_open_this_browsers_conversations(app_env
 
 def test_a_signed_in_account_owns_its_conversations_on_any_browser(app_env):
     account = {"is_logged_in": True, "iss": "https://id.example.org", "sub": "alice", "email": "a@x.org"}
-    laptop = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    laptop = AppTest.from_file(str(ROOT / "app.py"), default_timeout=600)
     laptop.user = account
     laptop.run()
     say(laptop, "hello from the laptop")
     conversation = laptop.query_params["c"]
-    phone = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    phone = AppTest.from_file(str(ROOT / "app.py"), default_timeout=600)
     phone.user = account
     phone.session_state["owner_key"] = OTHER_BROWSER
     phone.query_params["c"] = conversation
     phone.run()
     assert shown(phone)[0] == escape_markdown("hello from the laptop")
-    bob = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    bob = AppTest.from_file(str(ROOT / "app.py"), default_timeout=600)
     bob.user = {**account, "sub": "bob"}
     bob.query_params["c"] = conversation
     bob.run()

@@ -55,14 +55,14 @@ def test_concurrent_chat_smoke_prints_its_table():
 
 
 def test_large_corpus_smoke_prints_its_table():
-    r = run_cli("bench/large_corpus.py", "--smoke", timeout=300)
+    r = run_cli("bench/large_corpus.py", "--smoke", timeout=1800)
     assert r.returncode == 0, r.stderr
     rows = [line for line in r.stdout.splitlines() if "| first run" in line or "| --resume" in line]
     assert [row.split(" | ")[-1] for row in rows] == ["no |", "yes |"]  # built, then reused
 
 
 def test_training_throughput_smoke_prints_its_table(chat_corpus):
-    r = run_cli("bench/training_throughput.py", "--corpus", str(chat_corpus), "--smoke", timeout=300)
+    r = run_cli("bench/training_throughput.py", "--corpus", str(chat_corpus), "--smoke", timeout=1800)
     assert r.returncode == 0, r.stderr
     rows = [line for line in r.stdout.splitlines() if line.startswith("| tiny") or line.startswith("| small")]
     assert len(rows) == 2 and all(row.count("%") == 2 for row in rows)
@@ -71,7 +71,7 @@ def test_training_throughput_smoke_prints_its_table(chat_corpus):
 
 def test_quality_per_time_smoke_prints_its_table_and_plots(chat_corpus, tmp_path):
     png = tmp_path / "curve.png"
-    r = run_cli("bench/quality_per_time.py", str(chat_corpus), "--smoke", "--png", str(png), timeout=300)
+    r = run_cli("bench/quality_per_time.py", str(chat_corpus), "--smoke", "--png", str(png), timeout=1800)
     assert r.returncode == 0, r.stderr
     assert "| cpu preset |" in r.stdout and "| plain 2×256 LSTM" in r.stdout
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -80,14 +80,14 @@ def test_quality_per_time_smoke_prints_its_table_and_plots(chat_corpus, tmp_path
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's Chromium (.ci/run installs it)")
 def test_ui_stream_smoke_prints_its_table(tiny_checkpoint, chat_corpus):
     r = run_cli("bench/ui_stream.py", "--smoke", "--model", str(tiny_checkpoint), "--corpus", str(chat_corpus),
-                timeout=300)
+                timeout=1800)
     assert r.returncode == 0, r.stderr
     assert "| library (raw generator) |" in r.stdout and "| browser (streamlit run + Chromium) |" in r.stdout
     assert "app server peak RSS" in r.stdout
 
 
 def test_memory_recall_smoke_prints_its_table(tiny_checkpoint):
-    r = run_cli("bench/memory_recall.py", "--model", str(tiny_checkpoint), "--smoke", timeout=300)
+    r = run_cli("bench/memory_recall.py", "--model", str(tiny_checkpoint), "--smoke", timeout=1800)
     assert r.returncode == 0, r.stderr
     rows = [line for line in r.stdout.splitlines() if line.startswith("| English") or line.startswith("| Korean")]
     assert len(rows) == 2 and all(row.count("%") == 2 for row in rows)
@@ -95,7 +95,7 @@ def test_memory_recall_smoke_prints_its_table(tiny_checkpoint):
 
 
 def test_context_use_smoke_prints_its_table(tiny_checkpoint):
-    r = run_cli("bench/context_use.py", "--model", str(tiny_checkpoint), "--smoke", timeout=300)
+    r = run_cli("bench/context_use.py", "--model", str(tiny_checkpoint), "--smoke", timeout=1800)
     assert r.returncode == 0, r.stderr
     both = [line for line in r.stdout.splitlines() if line.startswith("| both |")]
     assert len(both) == 1 and both[0].split(" | ")[-1].rstrip(" |").lstrip("+-").replace(".", "").isdigit()
@@ -118,14 +118,14 @@ def test_train_page_quality_smoke_prints_its_table():
 
 
 def test_copy_cache_smoke_prints_its_table_and_gate(tiny_checkpoint):
-    r = run_cli("bench/copy_cache.py", "--model", str(tiny_checkpoint), "--smoke", timeout=300)
+    r = run_cli("bench/copy_cache.py", "--model", str(tiny_checkpoint), "--smoke", timeout=1800)
     assert r.returncode == 0, r.stderr
     assert "| model alone |" in r.stdout and "| + cache, fitted gate |" in r.stdout
     gate = r.stdout.split("--gate ")[1].split()
     assert len(gate) == 4 and all(float(x) == float(x) for x in gate)  # four finite-or-not numbers, parsed
 
     recall = run_cli("bench/memory_recall.py", "--model", str(tiny_checkpoint), "--smoke",
-                     "--cache", "20", "1", "256", "--gate", *gate, timeout=300)
+                     "--cache", "20", "1", "256", "--gate", *gate, timeout=1800)
     assert recall.returncode == 0, recall.stderr
     assert "state + continuous cache" in recall.stdout and recall.stdout.count("| Korean |") == 2
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from browser_harness import CHROMIUM, Chat, app_server, browser_page
+from browser_harness import CHROMIUM, IDLE, Chat, app_server, browser_page
 from conftest import ROOT, write_chat_corpus
 
 ARTIFACTS = ROOT / "test-artifacts" / "browser-train"
@@ -29,17 +29,18 @@ def test_train_in_the_browser_then_chat_with_the_result(tiny_checkpoint, tmp_pat
     with app_server(models, tmp_path / "data", tmp_path / "streamlit.log") as (url, _), browser_page() as page:
         chat = Chat(page, url, ARTIFACTS)
         chat.open()
+        chat.mark()
         page.get_by_role("link", name="Train").click()
+        chat.rerun_done()
+        chat.mark()
         page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(corpus))
         page.get_by_text(re.compile(r"characters, 210 conversations")).wait_for(timeout=LONG)
         chat.rerun_done()
         # Every default kept (the size is "auto", checked in its config below); only a short
         # budget and a name.
-        budget = page.locator('input[aria-label="Time budget (minutes)"]')
-        budget.fill("0.5")
-        budget.press("Enter")
-        chat.rerun_done()
+        chat.set_number("Time budget (minutes)", 0.5)
         page.get_by_text(re.compile(r"gets about [\d,]+ steps in 0.5 minutes")).wait_for(timeout=LONG)
+        chat.mark()
         name = page.locator('input[aria-label="Name of the new model"]')
         name.fill("browser-made")
         name.press("Enter")
@@ -48,7 +49,7 @@ def test_train_in_the_browser_then_chat_with_the_result(tiny_checkpoint, tmp_pat
         train = page.locator('[data-testid="stBaseButton-primary"]', has_text="Train")
         page.wait_for_function("""() => [...document.querySelectorAll('[data-testid="stBaseButton-primary"]')]
                                         .some(b => b.innerText.trim() === 'Train' && !b.disabled)""")
-        chat.rerun_done()
+        page.wait_for_function(IDLE)  # no run under way that could redraw the button as it is clicked
         train.click()
 
         # While it trains (the progress bar is up): several evaluations, each with its sample.

@@ -23,7 +23,7 @@ def train_lm(corpus, out, *extra, processes: int = 1) -> subprocess.CompletedPro
                  str(processes)] if processes > 1 else [sys.executable])
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     return subprocess.run([*launcher, "train_lm.py", "--corpus", str(corpus), "--out", str(out),
-                           *SETTINGS, *extra], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+                           *SETTINGS, *extra], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
 
 
 def losses(out) -> list[float]:

@@ -1,15 +1,12 @@
 """A prompt of any length costs about what a short one does: it is fed in chunks with the
 recurrent state carried between them, which gives the same result as one forward."""
 
-import os
-import subprocess
-import sys
-
 import torch
 
 from chatbot.chat.session import FEED_CHUNK, ChatSession
 from chatbot.lm.checkpoint import load_checkpoint
 from conftest import ROOT
+from bench.measure import run_measured
 
 
 def test_a_long_text_is_fed_in_chunks_with_the_state_carried():
@@ -28,11 +25,7 @@ def test_a_long_text_is_fed_in_chunks_with_the_state_carried():
 def test_generate_with_a_100000_character_prompt_stays_small():
     """It took 1.4 GB: the whole prompt's activations and logits in one forward."""
     prompt = ("The cell state carries memory from step to step. " * 2100)[:100_000]
-    proc = subprocess.Popen([sys.executable, "-m", "chatbot", "generate", "--model", "models/default",
-                             "--prompt", prompt, "--max-new-tokens", "20", "--seed", "1"],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    out, err = proc.stdout.read().decode(), proc.stderr.read().decode()
-    proc.stdout.close(), proc.stderr.close()
-    assert os.waitstatus_to_exitcode(status) == 0 and out.strip(), err
-    assert usage.ru_maxrss / 1024 < 700, f"peak RSS {usage.ru_maxrss / 1024:.0f} MB"
+    done = run_measured(["-m", "chatbot", "generate", "--model", "models/default", "--prompt", prompt,
+                         "--max-new-tokens", "20", "--seed", "1"], timeout=1800)
+    assert done.returncode == 0 and done.output.strip(), done.errors
+    assert done.peak_rss_mb < 700, f"peak RSS {done.peak_rss_mb:.0f} MB"

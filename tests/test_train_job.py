@@ -24,7 +24,7 @@ def request(corpus, out, budget, preset=None):
                       preset=PRESETS[preset] if preset else None, time_budget=budget)
 
 
-def wait_for(job, predicate, timeout=300):
+def wait_for(job, predicate, timeout=900):
     deadline = time.time() + timeout
     while time.time() < deadline:
         snap = job.snapshot()
@@ -107,7 +107,7 @@ def test_a_server_that_goes_away_leaves_no_process_and_a_new_one_shows_the_run(c
         time.sleep(0.2)
     assert not pid_runs(child, out), "the training process outlived its server"
     restarted = JobSlot(data)
-    snap = wait_for(restarted.job, lambda s: not s.active, timeout=120)
+    snap = wait_for(restarted.job, lambda s: not s.active, timeout=600)
     assert snap.status == "cancelled" and snap.quality["reason"] == "stopped"
     assert snap.result["steps"] == snap.step  # it saved where it stopped
     load_checkpoint(out)

@@ -91,7 +91,7 @@ def test_ctrl_c_saves_and_resume_reproduces_the_uninterrupted_run(tmp_path):
             break
         time.sleep(0.02)
     proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=60)
+    stdout, stderr = proc.communicate(timeout=600)
     assert proc.returncode == 0, stderr
     assert "Traceback" not in stderr
     assert "stopped at step" in stdout and "--resume" in stdout
