@@ -18,7 +18,7 @@ A message is fed (prefill) in the same loop, PREFILL_CHUNK tokens per turn of th
 between two steps, so a long message delays the replies in progress by one chunk at a time,
 not by the whole message.
 
-The engine runs a reply ahead of its reader by at most LOOKAHEAD tokens; the reader applies
+The engine keeps at most LOOKAHEAD of a reply's tokens waiting for its reader; the reader applies
 each token to its `Reply` as it takes it, so a reply stopped by its reader holds exactly the
 tokens the reader took (as the solo path's). Closing the reply's stream (Stop, a closed tab)
 takes it out of the batch at the next step, and the close waits until the engine has let go
@@ -41,10 +41,10 @@ from ..lm.model import LanguageModel
 from ..lm.state import RecurrentState
 from ..lm.stepper import Stepper
 from ..text.tokenizers import Tokenizer
-from .sampling import Reply, SamplingConfig, choose_token
+from .sampling import Reply, SamplingConfig, choose_tokens
 
 PREFILL_CHUNK = 64  # message tokens fed per turn of the loop (a few ms on the default model)
-LOOKAHEAD = 64  # tokens a reply may be ahead of its reader
+LOOKAHEAD = 64  # tokens of a reply that may wait for its reader (then the reply pauses)
 IDLE_EXIT_S = 10.0
 
 
@@ -131,16 +131,18 @@ class GenerationEngine:
         with self._cond:
             self._rows.append(row)
             self._wake()
-        rest = ""
+        rest, taken = "", deque()
         try:
             while True:
-                with self._cond:
-                    self._cond.wait_for(lambda: row.outbox or row.error is not None)
-                    if row.error is not None and not row.outbox:
-                        raise row.error
-                    if len(row.outbox) == LOOKAHEAD:
-                        self._cond.notify_all()  # the engine may be waiting for this reader
-                    token, reply.next_logits, reply.state, last = row.outbox.popleft()
+                if not taken:  # take all the tokens ready, in one visit to the lock
+                    with self._cond:
+                        self._cond.wait_for(lambda: row.outbox or row.error is not None)
+                        if row.error is not None and not row.outbox:
+                            raise row.error
+                        if len(row.outbox) >= LOOKAHEAD:
+                            self._cond.notify_all()  # the engine may be waiting for this reader
+                        taken, row.outbox = row.outbox, deque()
+                token, reply.next_logits, reply.state, last = taken.popleft()
                 reply.ids.append(token)
                 if token == tokenizer.end_id:
                     reply.ended = True
@@ -235,7 +237,8 @@ class GenerationEngine:
         """One token for each row: chosen from its logits with its settings and generator,
         then all fed in one batched step."""
         try:
-            tokens = [choose_token(row.logits, row.cfg, row.ids, row.generator) for row in rows]
+            tokens = choose_tokens(torch.stack([row.logits for row in rows]), [row.cfg for row in rows],
+                                   [row.ids for row in rows], [row.generator for row in rows])
             if len(rows) == 1:  # alone: the solo path's matrix-vector step
                 logits, after = self.stepper.step(tokens[0], rows[0].state)
                 logits, states = logits[None], [after]
