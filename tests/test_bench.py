@@ -50,8 +50,10 @@ def test_constant_turns_smoke_prints_its_table():
 def test_concurrent_chat_smoke_prints_its_table():
     r = run_cli("bench/concurrent_chat.py", "--smoke")
     assert r.returncode == 0, r.stderr
-    rows = [line for line in r.stdout.splitlines() if line.startswith("| 1 |") or line.startswith("| 3 |")]
-    assert [row.split(" | ")[1] for row in rows] == ["2", "6"]  # every reply of every session
+    rows = [line.split(" | ")[:3] for line in r.stdout.splitlines() if line.startswith(("| threads |", "| engine |"))]
+    # every reply of every session, alone and batched
+    assert rows == [["| threads", "1", "2"], ["| threads", "3", "6"], ["| engine", "1", "2"], ["| engine", "3", "6"]]
+    assert "every session's replies the same on every row: yes" in r.stdout
 
 
 def test_large_corpus_smoke_prints_its_table():
