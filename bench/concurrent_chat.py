@@ -105,6 +105,7 @@ def main(argv=None) -> int:
     solo, replies, same = None, {}, True
     for path in args.paths.split(","):
         engine = GenerationEngine(ckpt.model, stepper) if path == "engine" else None
+        run(ckpt, stepper, engine, 2, messages[:2], args.max_tokens)  # warm-up, not timed
         for n in counts:
             r = run(ckpt, stepper, engine, n, messages, args.max_tokens)
             solo = solo or r["tokens_s"]  # the first row: one session on the first path
