@@ -184,3 +184,44 @@ def test_a_reply_equals_sample_reply_token_for_token(ckpt, stepper):
         assert a == b
         assert (mine.ids, mine.text, mine.ended) == (theirs.ids, theirs.text, theirs.ended)
         assert mine.state.equals(theirs.state) and torch.equal(mine.next_logits, theirs.next_logits)
+
+
+def endless(tiny_checkpoint):
+    """The tiny model, made never to end its turn (its head's bias for <|end|> very low)."""
+    model = load_checkpoint(tiny_checkpoint)
+    with torch.no_grad():
+        model.model.head.bias[model.tokenizer.end_id] = -1e4
+    return model
+
+
+def test_closing_an_engine_ends_its_replies_and_refuses_new_ones(tiny_checkpoint):
+    ckpt = endless(tiny_checkpoint)
+    engine = GenerationEngine(ckpt.model)
+    chat = ChatSession(ckpt.model, ckpt.tokenizer, SamplingConfig(seed=2, max_new_tokens=20_000), engine=engine)
+    pieces = chat.send("hello")
+    next(pieces)
+    engine.close()
+    with pytest.raises(ChatbotError, match="closed"):
+        for _ in range(20_000):  # the tokens already made, then the error
+            next(pieces)
+    assert engine.generating() == 0
+    with pytest.raises(ChatbotError, match="closed"):
+        chat.send("hello again")
+
+
+def test_a_program_that_exits_while_its_engine_is_waiting_exits_cleanly(tiny_checkpoint):
+    """The engine's thread waits a while for more work; the interpreter's exit must not abort
+    (a thread left inside torch at exit ends the process with 'terminate called')."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    script = ("from chatbot.lm.checkpoint import load_checkpoint\n"
+              "from chatbot.chat.engine import GenerationEngine\n"
+              "from chatbot.chat.session import ChatSession\n"
+              f"ckpt = load_checkpoint({str(tiny_checkpoint)!r})\n"
+              "chat = ChatSession(ckpt.model, ckpt.tokenizer, engine=GenerationEngine(ckpt.model))\n"
+              "print(len(''.join(chat.send('hello'))) >= 0)\n")
+    r = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert (r.returncode, r.stdout.strip()) == (0, "True"), r.stderr

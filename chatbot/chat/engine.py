@@ -27,17 +27,22 @@ of the reply's generator. Beam search does not run here: it advances its beams a
 of its own in the session's thread, beside the engine, which it never blocks.
 
 The thread starts with the first request and ends after IDLE_EXIT_S seconds with nothing to
-do, so an engine whose model was dropped from the app's cache leaves nothing running.
+do, so an engine whose model was dropped from the app's cache leaves nothing running; at the
+interpreter's exit every engine is closed and its thread joined (a thread still inside torch
+when the interpreter goes away aborts the process).
 """
 
 from __future__ import annotations
 
+import atexit
 import threading
+import weakref
 from collections import deque
 from typing import Iterator
 
 import torch
 
+from ..errors import ChatbotError
 from ..lm.model import LanguageModel
 from ..lm.state import RecurrentState
 from ..lm.stepper import Stepper
@@ -48,6 +53,14 @@ PREFILL_CHUNK = 64  # tokens of one message fed per turn of the loop, in one for
 PREFILL_BUDGET = 256  # tokens of all messages fed per turn of the loop (~20 ms, default model)
 LOOKAHEAD = 64  # tokens of a reply that may wait for its reader (then the reply pauses)
 IDLE_EXIT_S = 10.0
+
+_ENGINES: "weakref.WeakSet[GenerationEngine]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_engines() -> None:
+    for engine in list(_ENGINES):
+        engine.close()
 
 
 class _Feed:
@@ -106,8 +119,20 @@ class GenerationEngine:
         self._feeds: deque[_Feed] = deque()
         self._rows: list[_Row] = []
         self._thread: threading.Thread | None = None
+        self._closed = False
         self.steps = 0  # batched steps taken (for tests and the bench)
         self.widest = 0  # the most rows one step has advanced
+        _ENGINES.add(self)
+
+    def close(self) -> None:
+        """Stop the loop: replies in progress and messages being fed end with a ChatbotError,
+        later requests are refused. Returns when the loop's thread has ended."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
 
     # -- what sessions call -------------------------------------------------------------
 
@@ -116,8 +141,8 @@ class GenerationEngine:
         next-token logits and the state after them (as ChatSession.feed computes them)."""
         job = _Feed(ids, state)
         with self._cond:
-            self._feeds.append(job)
             self._wake()
+            self._feeds.append(job)
             self._cond.wait_for(lambda: job.done)
         if job.error is not None:
             raise job.error
@@ -131,8 +156,8 @@ class GenerationEngine:
         reply.state = state
         row = _Row(tokenizer, cfg, generator, reply, state, logits)
         with self._cond:
-            self._rows.append(row)
             self._wake()
+            self._rows.append(row)
         rest, taken = "", deque()
         try:
             while True:
@@ -171,6 +196,8 @@ class GenerationEngine:
 
     def _wake(self) -> None:
         """(Under the lock.) Start the loop's thread if it is not running; tell it to look."""
+        if self._closed:
+            raise ChatbotError("the generation engine is closed (the server is stopping).")
         if self._thread is None:
             self._thread = threading.Thread(target=self._loop, name="generation-engine", daemon=True)
             self._thread.start()
@@ -189,6 +216,17 @@ class GenerationEngine:
         """(Under the lock.) Drop cancelled rows; wait for something to do. None: idle long
         enough, the thread ends."""
         while True:
+            if self._closed:
+                closed = ChatbotError("the generation engine is closed (the server is stopping).")
+                for job in self._feeds:
+                    job.error, job.done = closed, True
+                for row in self._rows:
+                    row.error, row.active = closed, False
+                self._feeds.clear()
+                self._rows = []
+                self._thread = None
+                self._cond.notify_all()
+                return None
             kept = []
             for row in self._rows:
                 if row.cancelled:
