@@ -91,12 +91,15 @@ def main(argv=None) -> int:
     p.add_argument("--paths", default="threads,engine", help="threads (each session alone), engine (batched)")
     p.add_argument("--turns", type=int, default=10, help="messages each session sends")
     p.add_argument("--max-tokens", type=int, default=60, help="reply length cap (tokens)")
+    p.add_argument("--threads", type=int, default=0, help="torch's intra-op threads (0: torch's default)")
     p.add_argument("--smoke", action="store_true")
     args = p.parse_args(argv)
     counts = [int(n) for n in args.sessions.split(",")]
     if args.smoke:
         counts, args.turns, args.max_tokens = [1, 3], 2, 5
     torch.set_grad_enabled(False)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     ckpt = load_checkpoint(args.model)
     stepper = Stepper(ckpt.model)
     messages = user_messages(Path(args.corpus), args.turns)

@@ -47,7 +47,7 @@ from ..lm.model import LanguageModel
 from ..lm.state import RecurrentState
 from ..lm.stepper import Stepper
 from ..text.tokenizers import Tokenizer
-from .sampling import Reply, SamplingConfig, choose_tokens
+from .sampling import Reply, SamplingConfig, choose_token, choose_tokens
 
 PREFILL_CHUNK = 64  # tokens of one message fed per turn of the loop, in one forward
 PREFILL_BUDGET = 256  # tokens of all messages fed per turn of the loop (~20 ms, default model)
@@ -283,12 +283,14 @@ class GenerationEngine:
         """One token for each row: chosen from its logits with its settings and generator,
         then all fed in one batched step."""
         try:
-            tokens = choose_tokens(torch.stack([row.logits for row in rows]), [row.cfg for row in rows],
-                                   [row.ids for row in rows], [row.generator for row in rows])
-            if len(rows) == 1:  # alone: the solo path's matrix-vector step
-                logits, after = self.stepper.step(tokens[0], rows[0].state)
+            if len(rows) == 1:  # alone: the solo path's token choice and matrix-vector step
+                row = rows[0]
+                tokens = [choose_token(row.logits, row.cfg, row.ids, row.generator)]
+                logits, after = self.stepper.step(tokens[0], row.state)
                 logits, states = logits[None], [after]
             else:
+                tokens = choose_tokens(torch.stack([row.logits for row in rows]), [row.cfg for row in rows],
+                                       [row.ids for row in rows], [row.generator for row in rows])
                 batch = RecurrentState.stack_rows([row.state for row in rows])
                 logits, after = self.stepper.step_rows(torch.tensor(tokens), batch)
                 states = [after.rows(slice(i, i + 1)) for i in range(len(rows))]
