@@ -52,6 +52,7 @@ from .sampling import Reply, SamplingConfig, choose_token, choose_tokens
 PREFILL_CHUNK = 64  # tokens of one message fed per turn of the loop, in one forward
 PREFILL_BUDGET = 256  # tokens of all messages fed per turn of the loop (~20 ms, default model)
 LOOKAHEAD = 64  # tokens of a reply that may wait for its reader (then the reply pauses)
+WAKE_EVERY = 4  # a reader is woken for its first token, then for every 4 (or its last)
 IDLE_EXIT_S = 10.0
 
 _ENGINES: "weakref.WeakSet[GenerationEngine]" = weakref.WeakSet()
@@ -75,10 +76,10 @@ class _Feed:
 
 class _Row:
     """One reply in the batch. The engine's thread alone touches everything but `outbox`,
-    `cancelled`, `active` and `error` (those under the engine's lock)."""
+    `cancelled`, `active`, `error` and `taken_any` (those under the engine's lock)."""
 
     def __init__(self, tokenizer: Tokenizer, cfg: SamplingConfig, generator: torch.Generator,
-                 reply: Reply, state: RecurrentState, logits: torch.Tensor):
+                 reply: Reply, state: RecurrentState, logits: torch.Tensor, lock: threading.Lock):
         self.cfg, self.generator = cfg, generator
         self.ids = list(reply.ids)  # the reply's tokens so far (the repetition penalty reads them)
         self.state, self.logits = state, logits
@@ -92,6 +93,16 @@ class _Row:
         self.cancelled = False
         self.active = True  # in the engine's hands (until its last token or a cancel)
         self.error: BaseException | None = None
+        self.ready = threading.Condition(lock)  # its reader waits on this alone
+        self.taken_any = False
+
+    def worth_waking(self) -> bool:
+        """(Under the lock.) Whether the reader has reason to run: its first token, a few
+        tokens, its last one, an error, or the engine letting go of it. Waking a reader per
+        token would cost a thread switch per token and session."""
+        if self.error is not None or not self.active:
+            return True
+        return bool(self.outbox) and (not self.taken_any or len(self.outbox) >= WAKE_EVERY)
 
     def last_after(self, token: int) -> bool:
         """Whether `token` ends the reply: <|end|>, the token limit, or a stop string (checked
@@ -115,7 +126,8 @@ class GenerationEngine:
     def __init__(self, model: LanguageModel, stepper: Stepper | None = None):
         self.model = model.eval()
         self.stepper = stepper or Stepper(model)
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)  # the loop's thread and feed() wait on it
         self._feeds: deque[_Feed] = deque()
         self._rows: list[_Row] = []
         self._thread: threading.Thread | None = None
@@ -154,7 +166,7 @@ class GenerationEngine:
         pieces, the same `reply` (ids, text, ended, next_logits, state) however it ends."""
         decoder = tokenizer.stream_decoder()
         reply.state = state
-        row = _Row(tokenizer, cfg, generator, reply, state, logits)
+        row = _Row(tokenizer, cfg, generator, reply, state, logits, self._lock)
         with self._cond:
             self._wake()
             self._rows.append(row)
@@ -162,13 +174,13 @@ class GenerationEngine:
         try:
             while True:
                 if not taken:  # take all the tokens ready, in one visit to the lock
-                    with self._cond:
-                        self._cond.wait_for(lambda: row.outbox or row.error is not None)
+                    with self._lock:
+                        row.ready.wait_for(row.worth_waking)
                         if row.error is not None and not row.outbox:
                             raise row.error
                         if len(row.outbox) >= LOOKAHEAD:
                             self._cond.notify_all()  # the engine may be waiting for this reader
-                        taken, row.outbox = row.outbox, deque()
+                        taken, row.outbox, row.taken_any = row.outbox, deque(), True
                 token, reply.next_logits, reply.state, last = taken.popleft()
                 reply.ids.append(token)
                 if token == tokenizer.end_id:
@@ -206,11 +218,11 @@ class GenerationEngine:
     def _leave(self, row: _Row) -> None:
         """Take `row` out of the batch (if it is still in it) and wait until the engine has
         let go of it, so the session may use its generator and state again."""
-        with self._cond:
+        with self._lock:
             if row.active:
                 row.cancelled = True
                 self._cond.notify_all()
-                self._cond.wait_for(lambda: not row.active)
+                row.ready.wait_for(lambda: not row.active)
 
     def _next_work(self) -> tuple[list[_Feed], list[_Row]] | None:
         """(Under the lock.) Drop cancelled rows; wait for something to do. None: idle long
@@ -222,6 +234,7 @@ class GenerationEngine:
                     job.error, job.done = closed, True
                 for row in self._rows:
                     row.error, row.active = closed, False
+                    row.ready.notify()
                 self._feeds.clear()
                 self._rows = []
                 self._thread = None
@@ -231,7 +244,7 @@ class GenerationEngine:
             for row in self._rows:
                 if row.cancelled:
                     row.active = False
-                    self._cond.notify_all()
+                    row.ready.notify()
                 else:
                     kept.append(row)
             self._rows = kept
@@ -300,18 +313,19 @@ class GenerationEngine:
                 row.state, row.logits = states[i], logits[i]
                 items.append((token, row.logits, row.state, row.last_after(token)))
         except BaseException as exc:  # noqa: BLE001 - handed to every reader in the step
-            with self._cond:
+            with self._lock:
                 for row in rows:
                     row.error, row.active = exc, False
+                    row.ready.notify()
                 self._rows = [row for row in self._rows if row.error is None]
-                self._cond.notify_all()
             return
-        with self._cond:
+        with self._lock:
             self.steps += 1
             self.widest = max(self.widest, len(rows))
             for row, item in zip(rows, items):
                 row.outbox.append(item)
                 if item[3]:
                     row.active = False
+                if row.worth_waking():
+                    row.ready.notify()
             self._rows = [row for row in self._rows if row.active]
-            self._cond.notify_all()
