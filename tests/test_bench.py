@@ -80,6 +80,14 @@ def test_quality_per_time_smoke_prints_its_table_and_plots(chat_corpus, tmp_path
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's Chromium (.ci/run installs it)")
+def test_browser_tabs_smoke_gets_every_tab_its_own_replies(tiny_checkpoint, chat_corpus):
+    r = run_cli("bench/browser_tabs.py", "--smoke", "--model", str(tiny_checkpoint), "--corpus", str(chat_corpus),
+                timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "| 1 of 1 tabs |" in r.stdout and "| 2 of 2 tabs |" in r.stdout
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's Chromium (.ci/run installs it)")
 def test_ui_stream_smoke_prints_its_table(tiny_checkpoint, chat_corpus):
     r = run_cli("bench/ui_stream.py", "--smoke", "--model", str(tiny_checkpoint), "--corpus", str(chat_corpus),
                 timeout=300)
