@@ -9,22 +9,25 @@ starts and leaves at the step after it ends, is stopped, or its reader goes away
 
 Each reply keeps everything that makes it that conversation's reply: its own state row, its
 SamplingConfig (temperature, filters, stop strings, token limit) and its own torch.Generator,
-from which only its own tokens are drawn, one row at a time with `choose_token`. So a reply
-does not depend on what else is in the batch: greedy replies are the solo path's, and a
-seeded reply is the same alone or batched (the logits of a row agree with the solo path's
-within 1e-5; tested under 20 concurrent sessions with different settings).
+from which only its own tokens are drawn (`choose_tokens`: exactly choose_token's tokens,
+with greedy and plain-temperature rows done for the whole batch at once). So a reply does not
+depend on what else is in the batch: greedy replies are the solo path's, and a seeded reply is
+the same alone or batched (the logits of a row agree with the solo path's within 1e-5; tested
+under 20 concurrent sessions with different settings).
 
 Messages are fed (prefill) in the same loop, between two steps: at most PREFILL_CHUNK tokens
 of each waiting message and PREFILL_BUDGET tokens in all per turn of the loop, first come
 first served. So a long message delays the replies in progress by one budget at a time, not
 by the whole message, and short messages are not stuck behind it.
 
-The engine keeps at most LOOKAHEAD of a reply's tokens waiting for its reader; the reader applies
-each token to its `Reply` as it takes it, so a reply stopped by its reader holds exactly the
-tokens the reader took (as the solo path's). Closing the reply's stream (Stop, a closed tab)
-takes it out of the batch at the next step, and the close waits until the engine has let go
-of the reply's generator. Beam search does not run here: it advances its beams as one batch
-of its own in the session's thread, beside the engine, which it never blocks.
+The engine keeps at most LOOKAHEAD of a reply's tokens waiting for its reader, and wakes the
+reader for its first token, then every WAKE_EVERY tokens (a thread switch per token and
+session would cost more than the batching saves). The reader applies each token to its
+`Reply` as it takes it, so a reply stopped by its reader holds exactly the tokens the reader
+took (as the solo path's). Closing the reply's stream (Stop, a closed tab) takes it out of the
+batch at the next step, and the close waits until the engine has let go of the reply's
+generator. Beam search does not run here: it advances its beams as one batch of its own in
+the session's thread, beside the engine, which it never blocks.
 
 The thread starts with the first request and ends after IDLE_EXIT_S seconds with nothing to
 do, so an engine whose model was dropped from the app's cache leaves nothing running; at the
@@ -264,17 +267,30 @@ class GenerationEngine:
                 return None
 
     def _loop(self) -> None:
-        with torch.inference_mode():
-            while True:
-                with self._cond:
-                    work = self._next_work()
-                if work is None:
-                    return
-                jobs, rows = work
-                for job in jobs:
-                    self._feed_chunk(job)
-                if rows:
-                    self._step(rows)
+        try:
+            with torch.inference_mode():
+                while True:
+                    with self._cond:
+                        work = self._next_work()
+                    if work is None:
+                        return
+                    jobs, rows = work
+                    for job in jobs:
+                        self._feed_chunk(job)
+                    if rows:
+                        self._step(rows)
+        except BaseException as exc:  # noqa: BLE001 - a bug here must not leave readers waiting
+            with self._lock:
+                for job in self._feeds:
+                    job.error, job.done = exc, True
+                for row in self._rows:
+                    row.error, row.active = exc, False
+                    row.ready.notify()
+                self._feeds.clear()
+                self._rows = []
+                self._thread = None  # the next request starts a new loop
+                self._cond.notify_all()
+            raise
 
     def _feed_chunk(self, job: _Feed) -> None:
         try:
