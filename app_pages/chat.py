@@ -1,9 +1,10 @@
 """Chat page: a conversation whose memory is the LSTM's state, streamed token by token.
 
-Each browser session keeps its own ChatSession in st.session_state; the model is shared.
-Every reply is saved to data/conversations.sqlite3 with the memory snapshots, and the
-conversation's id is kept in the URL (?c=...), so a reload or a server restart resumes it.
-Only the browser (or signed-in account) that saved a conversation can list or open it
+Each browser session keeps its own ChatSession in st.session_state; the model is shared, and
+so is its generation engine, which steps every tab's reply in one batch. Every reply is
+saved to data/conversations.sqlite3 with the memory snapshots, and the conversation's id is
+kept in the URL (?c=...), so a reload or a server restart resumes it. Only the browser (or
+signed-in account) that saved a conversation can list or open it
 (app_pages/resources.py: conversation_owner).
 """
 
@@ -138,13 +139,13 @@ def rename_conversation() -> None:
 def current_session(info, sampling) -> ChatSession:
     """This tab's conversation, rebuilt (and restored from the database) when the conversation
     or the model changes. Picking another model starts a new conversation."""
-    ckpt, stepper, mtime = open_model(info)
+    ckpt, engine, mtime = open_model(info)
     if (state.get("chat_conv") == state.conv_id and state.get("chat_model") is not None
             and state.chat_model != (info.name, mtime)):
         st.toast(f"Switched to {info.name}: a new chat starts.")
         new_conversation()
     if (state.get("chat_conv"), state.get("chat_model")) != (state.conv_id, (info.name, mtime)):
-        state.chat = ChatSession(ckpt.model, ckpt.tokenizer, sampling, stepper)
+        state.chat = ChatSession(ckpt.model, ckpt.tokenizer, sampling, engine=engine)
         stored = state.pop("conv_pending", None)
         if stored is not None:
             state.conv_notice = restore_session(state.chat, stored, ckpt.fingerprint)

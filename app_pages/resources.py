@@ -13,6 +13,7 @@ from app_pages.catalog import CheckpointInfo
 from app_pages.plain_text import escape_markdown
 from app_pages.train_job import JobSlot
 from chatbot.chat.conversations import DATABASE_FILE, Conversations, ConversationStore, owner_id
+from chatbot.chat.engine import GenerationEngine
 from chatbot.errors import ChatbotError
 from chatbot.lm.checkpoint import WEIGHTS_FILE, load_checkpoint
 from chatbot.lm.spec import CONFIG_FILE
@@ -56,21 +57,22 @@ MAX_UPLOAD_MB = 20  # also server.maxUploadSize in .streamlit/config.toml
 @st.cache_resource(max_entries=4, show_spinner="Loading the model…")
 def loaded_model(folder: str, mtime: float):
     """One copy of each model per server process, shared read-only by every session (the
-    newest mtime of config and weights in the key reloads a folder that was retrained)."""
+    newest mtime of config and weights in the key reloads a folder that was retrained), with
+    its generation engine: every session's reply steps in its batch (chat/engine.py)."""
     ckpt = load_checkpoint(folder)
-    return ckpt, Stepper(ckpt.model)
+    return ckpt, GenerationEngine(ckpt.model, Stepper(ckpt.model))
 
 
 def open_model(info: CheckpointInfo):
-    """(checkpoint, stepper, files mtime) of a listed model; a folder that fails to load
-    stops the page with the reason."""
+    """(checkpoint, generation engine, files mtime) of a listed model; a folder that fails to
+    load stops the page with the reason."""
     try:
         mtime = max((info.folder / f).stat().st_mtime for f in (CONFIG_FILE, WEIGHTS_FILE))
-        ckpt, stepper = loaded_model(str(info.folder), mtime)
+        ckpt, engine = loaded_model(str(info.folder), mtime)
     except (ChatbotError, OSError) as exc:
         st.error(escape_markdown(relative_paths(f"Cannot load {info.name}: {exc}")))
         st.stop()
-    return ckpt, stepper, mtime
+    return ckpt, engine, mtime
 
 
 @st.cache_resource

@@ -50,8 +50,10 @@ def test_constant_turns_smoke_prints_its_table():
 def test_concurrent_chat_smoke_prints_its_table():
     r = run_cli("bench/concurrent_chat.py", "--smoke")
     assert r.returncode == 0, r.stderr
-    rows = [line for line in r.stdout.splitlines() if line.startswith("| 1 |") or line.startswith("| 3 |")]
-    assert [row.split(" | ")[1] for row in rows] == ["2", "6"]  # every reply of every session
+    rows = [line.split(" | ")[:3] for line in r.stdout.splitlines() if line.startswith(("| threads |", "| engine |"))]
+    # every reply of every session, alone and batched
+    assert rows == [["| threads", "1", "2"], ["| threads", "3", "6"], ["| engine", "1", "2"], ["| engine", "3", "6"]]
+    assert "every session's replies the same on every row: yes" in r.stdout
 
 
 def test_large_corpus_smoke_prints_its_table():
@@ -75,6 +77,14 @@ def test_quality_per_time_smoke_prints_its_table_and_plots(chat_corpus, tmp_path
     assert r.returncode == 0, r.stderr
     assert "| cpu preset |" in r.stdout and "| plain 2×256 LSTM" in r.stdout
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's Chromium (.ci/run installs it)")
+def test_browser_tabs_smoke_gets_every_tab_its_own_replies(tiny_checkpoint, chat_corpus):
+    r = run_cli("bench/browser_tabs.py", "--smoke", "--model", str(tiny_checkpoint), "--corpus", str(chat_corpus),
+                timeout=1800)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "| 1 of 1 tabs |" in r.stdout and "| 2 of 2 tabs |" in r.stdout
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's Chromium (.ci/run installs it)")
@@ -102,7 +112,7 @@ def test_context_use_smoke_prints_its_table(tiny_checkpoint):
 
 
 def test_train_page_speed_smoke_prints_its_table():
-    r = run_cli("bench/train_page_speed.py", "--smoke", timeout=900)
+    r = run_cli("bench/train_page_speed.py", "--smoke", timeout=1800)
     assert r.returncode == 0, r.stderr
     rows = [line for line in r.stdout.splitlines() if line.startswith("| `python train_lm.py`")
             or line.startswith("| Train page")]
@@ -110,7 +120,7 @@ def test_train_page_speed_smoke_prints_its_table():
 
 
 def test_train_page_quality_smoke_prints_its_table():
-    r = run_cli("bench/train_page_quality.py", "--smoke", timeout=900)
+    r = run_cli("bench/train_page_quality.py", "--smoke", timeout=1800)
     assert r.returncode == 0, r.stderr
     rows = [line for line in r.stdout.splitlines() if line.startswith("| chat.jsonl")]
     assert len(rows) == 2 and "Train page, all defaults" in rows[0] and "--preset tiny" in rows[1]

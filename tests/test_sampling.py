@@ -77,3 +77,24 @@ def test_ordinary_temperatures_draw_exactly_as_before():
     from chatbot.chat.sampling import scale_by_temperature
     for t in (0.05, 0.5, 1.0, 10.0):
         assert torch.equal(scale_by_temperature(LOGITS, t), LOGITS / t)
+
+
+def test_a_batch_of_rows_draws_exactly_what_each_row_draws_alone():
+    """choose_tokens (the generation engine's) is choose_token row by row, each row drawing
+    from its own generator, whatever the other rows are."""
+    from chatbot.chat.sampling import choose_tokens
+    cfgs = [SamplingConfig(temperature=t) for t in (0.05, 0.5, 0.8, 1.0, 3.0, 10.0, 1e-40)] + [
+        SamplingConfig(temperature=0), SamplingConfig(top_k=5), SamplingConfig(top_k=5000),
+        SamplingConfig(top_p=0.9), SamplingConfig(min_p=0.05), SamplingConfig(typical_p=0.8),
+        SamplingConfig(repetition_penalty=1.5), SamplingConfig(repetition_penalty=1.5, temperature=0)]
+    previous = [[3, 5, 5, 1] if n % 2 else [] for n in range(len(cfgs))]
+    torch.manual_seed(0)
+    for vocab in (6, 1506):
+        batched = [torch.Generator().manual_seed(n) for n in range(len(cfgs))]
+        alone = [torch.Generator().manual_seed(n) for n in range(len(cfgs))]
+        for _ in range(50):
+            logits = torch.randn(len(cfgs), vocab) * 4
+            got = choose_tokens(logits, cfgs, previous, batched)
+            assert got == [choose_token(logits[i], cfgs[i], previous[i], alone[i]) for i in range(len(cfgs))]
+        for a, b in zip(batched, alone):  # and every generator drew just as much
+            assert torch.equal(a.get_state(), b.get_state())

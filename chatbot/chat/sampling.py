@@ -140,6 +140,44 @@ def choose_token(logits: torch.Tensor, cfg: SamplingConfig, previous: list[int],
     return int(torch.multinomial(probs, 1, generator=generator))
 
 
+def choose_tokens(logits: torch.Tensor, cfgs: list[SamplingConfig], previous: list[list[int]],
+                  generators: list[torch.Generator]) -> list[int]:
+    """choose_token for each row of (batch, vocab) logits, row i with cfgs[i], previous[i] and
+    generators[i]: exactly the tokens choose_token gives row by row, each drawing from its own
+    generator only. The common rows are done for the whole batch at once: greedy ones (one
+    argmax) and plain temperature sampling (one softmax; the draw is torch.multinomial's for
+    one sample, argmax(p / q) with q ~ Exp(1) from the row's generator). Rows with a filter
+    or a repetition penalty in effect, or whose scaled logits overflow, go through
+    choose_token itself."""
+    tokens: list[int | None] = [None] * len(cfgs)
+    greedy, plain, temperatures = [], [], []
+    for i, (cfg, seen) in enumerate(zip(cfgs, previous)):
+        if cfg.repetition_penalty != 1.0 and seen:
+            continue
+        if cfg.temperature == 0:
+            greedy.append(i)
+        elif (cfg.top_k <= 0 or cfg.top_k >= logits.shape[-1]) and cfg.top_p == 1.0 \
+                and cfg.min_p == 0 and cfg.typical_p == 1.0:
+            plain.append(i)
+            temperatures.append(cfg.temperature)
+    if greedy:
+        for i, token in zip(greedy, logits[greedy].float().argmax(-1).tolist()):
+            tokens[i] = token
+    if plain:
+        scaled = logits[plain].float() / torch.tensor(temperatures, dtype=torch.float32)[:, None]
+        finite = torch.isfinite(scaled).all(-1).tolist()
+        probs = scaled.softmax(-1)
+        q = torch.empty_like(probs)
+        for row, i in enumerate(plain):
+            if finite[row]:
+                q[row].exponential_(1, generator=generators[i])
+        for row, (i, token) in enumerate(zip(plain, (probs / q).argmax(-1).tolist())):
+            if finite[row]:
+                tokens[i] = token
+    return [token if token is not None else choose_token(logits[i], cfgs[i], previous[i], generators[i])
+            for i, token in enumerate(tokens)]
+
+
 def scale_by_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     """logits / temperature, for any allowed temperature. Where that overflows (a temperature
     like 1e-40 turns a logit of 5 into 5e40, past float32's range, and softmax then gives NaN),

@@ -19,6 +19,7 @@ from ..lm.stepper import Stepper
 from ..text.corpus import turn_ids
 from ..text.tokenizers import Tokenizer
 from .beam import beam_reply
+from .engine import GenerationEngine
 from .sampling import Reply, SamplingConfig, sample_reply
 
 MAX_MESSAGE_CHARS = 4000  # longer messages are cut to this (the turn records by how much)
@@ -58,16 +59,24 @@ def reply_seed(seed: int, turn_number: int, tokens_so_far: int = 0) -> int:
 
 
 class ChatSession:
-    """One person's conversation with a shared model. Not thread-safe: one per user."""
+    """One person's conversation with a shared model. Not thread-safe: one per user.
+
+    With an `engine` (one GenerationEngine per model, shared by all sessions), messages are
+    fed and sampled replies chosen in the engine's batch, together with every other session
+    generating at that moment; the replies are the same as without it (see engine.py)."""
 
     def __init__(self, model: LanguageModel, tokenizer: Tokenizer,
-                 sampling: SamplingConfig | None = None, stepper: Stepper | None = None):
+                 sampling: SamplingConfig | None = None, stepper: Stepper | None = None,
+                 engine: GenerationEngine | None = None):
         if model.config.vocab_size != tokenizer.vocab_size:
             raise ChatbotError("the model and tokenizer come from different checkpoints.")
+        if engine is not None and engine.model is not model:
+            raise ChatbotError("the generation engine belongs to another model.")
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.sampling = sampling or SamplingConfig()
-        self.stepper = stepper or Stepper(model)
+        self.engine = engine
+        self.stepper = stepper or (engine.stepper if engine is not None else Stepper(model))
         self._fresh: tuple[torch.Tensor, RecurrentState] | None = None  # see _fresh_start
         # Called after each token a beam search examines, (done, most): a front end shows the
         # search working and may raise from it to interrupt (see beam.py).
@@ -158,6 +167,9 @@ class ChatSession:
         text's; return the next-token logits."""
         if not ids:
             raise ChatbotError("nothing to feed: the text encodes to no tokens.")
+        if self.engine is not None:  # in the engine's loop, in chunks between its steps
+            last, self.state = self.engine.feed(self.state, ids)
+            return last
         state = self.state
         with torch.inference_mode():
             for start in range(0, len(ids), FEED_CHUNK):
@@ -189,6 +201,8 @@ class ChatSession:
             fresh_logits, fresh_state = self._fresh_start() if cfg.relevance > 0 else (None, None)
             pieces = beam_reply(self.model, self.tokenizer, self.state, logits, cfg, reply,
                                 fresh_logits, fresh_state, self.on_beam_step)
+        elif self.engine is not None:
+            pieces = self.engine.sample_reply(self.tokenizer, self.state, logits, cfg, self.generator, reply)
         else:
             pieces = sample_reply(self.stepper, self.tokenizer, self.state, logits, cfg,
                                   self.generator, reply)
