@@ -72,9 +72,10 @@ def test_train_in_the_browser_then_chat_with_the_result(tiny_checkpoint, tmp_pat
         chat.shot("verdict")
 
         # And it chats.
+        chat.mark()
         page.get_by_role("link", name="Chat").click()
-        page.wait_for_selector('[data-testid="stChatInput"] textarea')
         chat.rerun_done()
+        page.wait_for_selector('[data-testid="stChatInput"] textarea')
         chat.pick_model("browser-made")
         chat.say("hello")
         assert chat.bubbles().count() == 2
