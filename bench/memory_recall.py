@@ -170,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--show", type=int, default=2, help="example replies to print per cell")
     p.add_argument("--cache", type=float, nargs=3, metavar=("THETA", "LAMBDA", "WINDOW"),
                    help="also measure with a continuous cache over the last WINDOW tokens, e.g. 20 0.3 1024")
+    p.add_argument("--cache-only", action="store_true", help="with --cache: skip the state-alone table")
     p.add_argument("--gated", action="store_true", help="scale the cache's weight by its attention's peak")
     p.add_argument("--gate", type=float, nargs=4, metavar="W", help="a fitted gate's weights (peak, max p, entropy, bias)")
     p.add_argument("--smoke", action="store_true", help="2 trials at k = 0 and 1: checks the bench runs")
@@ -193,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         theta, lam, window = args.cache
         variants.append((f"state + {'gated ' if args.gated else ''}continuous cache (θ {theta:g}, λ {lam:g}, "
                          f"{int(window)} tokens)", (theta, lam, int(window), args.gated, args.gate)))
+        variants = variants[1:] if args.cache_only else variants
     for label, cache in variants:
         started = time.perf_counter()
         table: dict[tuple[str, int], float] = {}
