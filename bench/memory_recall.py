@@ -29,6 +29,7 @@ from chatbot.chat.sampling import SamplingConfig  # noqa: E402
 from chatbot.chat.session import ChatSession  # noqa: E402
 from chatbot.lm.checkpoint import load_checkpoint  # noqa: E402
 from chatbot.text.corpus import load_corpus, turn_ids  # noqa: E402
+from compose import fill  # noqa: E402  (corpora/compose.py: slots and Korean particles)
 from memory import invented_word  # noqa: E402  (corpora/memory.py)
 
 # How each kind of fact is told and asked for (phrasings the corpus also uses), by language.
@@ -40,9 +41,9 @@ FACTS = {
         "city": ("I live in {v}.", "Where do I live?"),
     },
     "ko": {
-        "name": ("제 이름은 {v}예요.", "제 이름이 뭐예요?"),
-        "pet": ("저희 집 강아지 이름은 {v}예요.", "제 반려동물 이름이 뭐였죠?"),
-        "code": ("암호는 {v}예요.", "암호가 뭐였죠?"),
+        "name": ("제 이름은 {v|이에요}.", "제 이름이 뭐예요?"),
+        "pet": ("저희 집 강아지 이름은 {v|이에요}.", "제 반려동물 이름이 뭐였죠?"),
+        "code": ("암호는 {v|이에요}.", "암호가 뭐였죠?"),
         "city": ("저는 {v}에 살아요.", "제가 어디 산다고 했죠?"),
     },
 }
@@ -66,14 +67,6 @@ def fresh_values(lang: str, kind: str, n: int, corpus_text: str, rng: random.Ran
         if v.lower() not in corpus_text and v not in out:
             out.append(v)
     return out
-
-
-def with_particle(template: str, value: str) -> str:
-    """The Korean templates end the value with 예요/이에요 by its last syllable."""
-    if "{v}예요" in template:
-        has_final = 0xAC00 <= ord(value[-1]) <= 0xD7A3 and (ord(value[-1]) - 0xAC00) % 28 != 0
-        template = template.replace("{v}예요", "{v}이에요" if has_final else "{v}예요")
-    return template.replace("{v}", value)
 
 
 class CacheChat:
@@ -144,14 +137,14 @@ def trial(ckpt, lang: str, kind: str, value: str, k: int, max_new_tokens: int,
     if cache:
         chat = CacheChat(ckpt.model, ckpt.tokenizer, *cache[:3], max_new_tokens=max_new_tokens, gated=cache[3],
                          gate=cache[4])
-        for message in [with_particle(FACTS[lang][kind][0], value), *SMALL_TALK[lang][:k]]:
+        for message in [fill(FACTS[lang][kind][0], {"v": value}), *SMALL_TALK[lang][:k]]:
             chat.send(message)
         reply = chat.send(FACTS[lang][kind][1])
         chat.close()
         return value.lower() in reply.lower(), reply
     session = ChatSession(ckpt.model, ckpt.tokenizer, SamplingConfig(temperature=0, max_new_tokens=max_new_tokens))
     tell, ask = FACTS[lang][kind]
-    "".join(session.send(with_particle(tell, value)))
+    "".join(session.send(fill(tell, {"v": value})))
     for message in SMALL_TALK[lang][:k]:
         "".join(session.send(message))
     reply = "".join(session.send(ask))

@@ -117,7 +117,7 @@ def code_word(lang: str, rng: random.Random) -> str:
 
 def city(lang: str, rng: random.Random) -> str:
     if rng.random() < 0.25:
-        return invented_word(lang, rng) + ("" if lang == "en" else "")
+        return invented_word(lang, rng)
     return rng.choice(KO_CITIES if lang == "ko" else EN_CITIES)
 
 
