@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,33 @@ def run_spec(corpus, training, tokenizer: str = "char", vocab_size: int | None =
     from chatbot.lm.spec import CorpusInfo, RunSpec, TokenizerSpec
 
     return RunSpec(TokenizerSpec(tokenizer, vocab_size), ModelConfig(**model), training, CorpusInfo(str(corpus)))
+
+
+
+THREADS_TIME_LIMIT_S = 300  # generous: a deadlock fails the test instead of hanging it
+
+
+def in_threads(work, count: int) -> list:
+    """Run work(n) for n < count in as many threads started together; their results.
+    Any exception in a thread fails the test, naming the thread."""
+    results, errors = [None] * count, []
+    start = threading.Barrier(count)
+
+    def person(n):
+        try:
+            start.wait()
+            results[n] = work(n)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append((n, repr(exc)))
+
+    threads = [threading.Thread(target=person, args=(n,), daemon=True) for n in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(THREADS_TIME_LIMIT_S)
+    assert not any(t.is_alive() for t in threads), f"sessions still running after {THREADS_TIME_LIMIT_S} s"
+    assert errors == []
+    return results
 
 
 def run_cli(*args: str, input: str | None = None, timeout: float = 1800) -> subprocess.CompletedProcess:

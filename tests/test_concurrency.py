@@ -2,9 +2,9 @@
 app's sessions are), replying and saving to one SQLite file at the same time. Every reply must
 equal what that session produces alone with the same seed."""
 
-import threading
-
 import pytest
+
+from conftest import in_threads
 
 from chatbot.chat.session import ChatSession
 from chatbot.lm.checkpoint import load_checkpoint
@@ -13,7 +13,6 @@ from chatbot.chat.sampling import SamplingConfig
 from chatbot.lm.stepper import Stepper
 
 SESSIONS = 20
-TIME_LIMIT_S = 300  # a generous bound: a deadlock fails the test instead of hanging CI
 
 
 @pytest.fixture(scope="module")
@@ -51,25 +50,8 @@ def test_twenty_concurrent_sessions_on_one_model_never_cross_talk(ckpt, tmp_path
     assert len({tuple(r) for r in alone}) >= SESSIONS - 2
 
     store = ConversationStore(tmp_path / "conversations.sqlite3").owned_by("me")
-    together: list = [None] * SESSIONS
-    errors: list = []
-    start = threading.Barrier(SESSIONS)
-
-    def person(n):
-        try:
-            chat = session(n)
-            start.wait()
-            together[n] = talk(chat, conversation(n), store, f"c{n}", ckpt.fingerprint)
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append((n, repr(exc)))
-
-    threads = [threading.Thread(target=person, args=(n,), daemon=True) for n in range(SESSIONS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(TIME_LIMIT_S)
-    assert not any(t.is_alive() for t in threads), f"sessions still running after {TIME_LIMIT_S} s"
-    assert errors == []
+    together = in_threads(lambda n: talk(session(n), conversation(n), store, f"c{n}", ckpt.fingerprint),
+                          SESSIONS)
     assert together == alone
 
     for n in range(SESSIONS):  # and each saved conversation is that person's alone

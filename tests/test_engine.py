@@ -2,10 +2,11 @@
 one its session makes alone (same state, settings and generator), however many others are
 in the batch; a Stop takes a reply out at once; beam search runs beside it."""
 
-import threading
 
 import pytest
 import torch
+
+from conftest import in_threads
 
 from chatbot.chat.engine import PREFILL_CHUNK, GenerationEngine
 from chatbot.chat.sampling import Reply, SamplingConfig
@@ -17,7 +18,6 @@ from chatbot.lm.state import RecurrentState
 from chatbot.lm.stepper import Stepper
 
 SESSIONS = 20
-TIME_LIMIT_S = 300  # generous: a deadlock fails the test instead of hanging it
 
 
 @pytest.fixture(scope="module")
@@ -52,28 +52,6 @@ def talk(chat: ChatSession, messages: list[str]) -> list[tuple[str, list[int], b
         out.append((text, list(chat.turns[-1].reply.ids), chat.turns[-1].reply.ended))
     continued = "".join(chat.continue_reply()) if not chat.turns[-1].reply.ended else ""
     return out + [(continued, list(chat.turns[-1].reply.ids), chat.turns[-1].reply.ended)]
-
-
-def in_threads(work, count: int) -> list:
-    """Run work(n) for n < count in as many threads started together; their results."""
-    results, errors = [None] * count, []
-    start = threading.Barrier(count)
-
-    def person(n):
-        try:
-            start.wait()
-            results[n] = work(n)
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append((n, repr(exc)))
-
-    threads = [threading.Thread(target=person, args=(n,), daemon=True) for n in range(count)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(TIME_LIMIT_S)
-    assert not any(t.is_alive() for t in threads), f"sessions still running after {TIME_LIMIT_S} s"
-    assert errors == []
-    return results
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
