@@ -28,11 +28,13 @@ from chatbot.train.loop import train
 from chatbot.train.presets import PRESETS
 
 MODEL_FLAGS = {"cell": "cell", "layers": "num_layers", "hidden_size": "hidden_size",
-               "embed_size": "embed_size", "dropout": "dropout"}
+               "embed_size": "embed_size", "dropout": "dropout", "copy_window": "copy_window",
+               "copy_key_size": "copy_key_size"}
 SIZE_FLAGS = {"layers", "hidden_size", "embed_size"}
 RUN_FILE = "run.json"  # the run's settings as it starts (config.json comes with the first save)
 TRAIN_FLAGS = ("seq_len", "batch_size", "lr", "min_lr_ratio", "warmup_steps", "weight_decay", "grad_clip",
-               "max_steps", "time_budget", "eval_every", "checkpoint_every", "val_fraction", "seed", "device", "precision")
+               "max_steps", "time_budget", "eval_every", "checkpoint_every", "val_fraction", "seed", "device", "precision",
+               "init_from", "freeze_lm")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -55,6 +57,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     g.add_argument("--hidden-size", type=int, default=256)
     g.add_argument("--embed-size", type=int, default=0, help="0 = hidden size (ties the head)")
     g.add_argument("--dropout", type=float, default=0.1, help="between layers and before the head")
+    g.add_argument("--copy-window", type=int, default=ModelConfig.copy_window,
+                   help="a copy head over the last N tokens, which lets a reply repeat a name or word "
+                        "from earlier in the chat (0: none; the default model uses 512)")
+    g.add_argument("--copy-key-size", type=int, default=ModelConfig.copy_key_size, help="the copy head's key size")
     g = p.add_argument_group("training")
     g.add_argument("--seq-len", type=int, default=d.seq_len, help="BPTT window in tokens")
     g.add_argument("--batch-size", type=int, default=d.batch_size, help="parallel text streams")
@@ -79,6 +85,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     g.add_argument("--val-fraction", type=float, default=d.val_fraction,
                    help="the last fraction of the text that validates")
     g.add_argument("--seed", type=int, default=d.seed)
+    g.add_argument("--init-from", default=d.init_from, metavar="MODEL_DIR",
+                   help="start from a trained model's weights and tokenizer (its size is kept; "
+                        "--copy-window adds a copy head to it)")
+    g.add_argument("--freeze-lm", action="store_true",
+                   help="with --init-from and --copy-window: train only the copy head")
     g.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default=d.device)
     g.add_argument("--precision", choices=PRECISIONS, default=d.precision,
                    help="bf16: matrix products in bfloat16 (about 1.8x faster on CPUs with "
@@ -95,7 +106,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         args.max_steps = None  # a time budget alone decides when to stop
     args.fit_budget = ""
     if args.time_budget is not None and not args.resume:
-        if not args.preset and not args.explicit & SIZE_FLAGS:
+        if not args.preset and not args.explicit & SIZE_FLAGS and not args.init_from:
             args.fit_budget = "size"  # the budget decides the recipe (chatbot/train/budget.py)
             for flag, value in RECIPE.items():
                 if flag not in args.explicit:

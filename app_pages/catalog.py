@@ -35,7 +35,8 @@ def _summary(name: str, spec: RunSpec) -> str:
     corpus = Path(str(spec.corpus.path) if spec.corpus else "?").name or "?"
     bpc = spec.metrics.get("val_bits_per_char")
     score = f"{bpc:.2f} bits/char" if isinstance(bpc, (int, float)) else "not evaluated"
-    return (f"{name} · {model.cell} {model.num_layers}×{model.hidden_size} "
+    copy = f" + copy {model.copy_window}" if model.copy_window else ""
+    return (f"{name} · {model.cell} {model.num_layers}×{model.hidden_size}{copy} "
             f"({model.num_parameters() / 1e6:.2f} M) · {spec.tokenizer.kind} · {corpus} · {score}")
 
 

@@ -14,9 +14,11 @@ the recurrent state, never a recitation.
 from __future__ import annotations
 
 import argparse
+import copy
 import random
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -132,9 +134,19 @@ class CacheChat:
         return self.tok.decode(ids)
 
 
+def without_copy(ckpt):
+    """The checkpoint's LSTM alone: its copy head taken off (the recurrent weights are the same)."""
+    model = copy.copy(ckpt.model)  # shares the weights; only its head list and settings differ
+    model.config = replace(model.config, copy_window=0)
+    model._modules = {**model._modules, "copy": None}
+    return replace(ckpt, model=model)
+
+
 def trial(ckpt, lang: str, kind: str, value: str, k: int, max_new_tokens: int,
           cache: tuple | None = None) -> tuple[bool, str]:
-    if cache:
+    if cache == "no copy":
+        ckpt = without_copy(ckpt)
+    elif cache:
         chat = CacheChat(ckpt.model, ckpt.tokenizer, *cache[:3], max_new_tokens=max_new_tokens, gated=cache[3],
                          gate=cache[4])
         for message in [fill(FACTS[lang][kind][0], {"v": value}), *SMALL_TALK[lang][:k]]:
@@ -166,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache-only", action="store_true", help="with --cache: skip the state-alone table")
     p.add_argument("--gated", action="store_true", help="scale the cache's weight by its attention's peak")
     p.add_argument("--gate", type=float, nargs=4, metavar="W", help="a fitted gate's weights (peak, max p, entropy, bias)")
+    p.add_argument("--without-copy", action="store_true",
+                   help="a model with a copy head: also measure its LSTM alone (the same weights, the head removed)")
     p.add_argument("--smoke", action="store_true", help="2 trials at k = 0 and 1: checks the bench runs")
     args = p.parse_args(argv)
     if args.smoke:
@@ -183,7 +197,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"model: {args.model} ({model.cell} {model.num_layers}x{model.hidden_size}, "
           f"{ckpt.spec.tokenizer.kind}); corpus: {corpus_path}; "
           f"{args.trials} made-up facts per cell ({', '.join(args.kinds)}), none in the corpus; greedy")
-    variants = [("recurrent state alone", None)]
+    window = model.copy_window
+    variants = [(f"recurrent state + copy head ({window} tokens)" if window else "recurrent state alone", None)]
+    if window and args.without_copy:
+        variants.append(("recurrent state alone (the same LSTM, its copy head removed)", "no copy"))
     if args.cache:
         theta, lam, window = args.cache
         variants.append((f"state + {'gated ' if args.gated else ''}continuous cache (θ {theta:g}, λ {lam:g}, "

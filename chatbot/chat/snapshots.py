@@ -18,9 +18,13 @@ from ..lm.state import RecurrentState
 
 
 def _state_tensors(prefix: str, state: RecurrentState) -> dict[str, torch.Tensor]:
-    """One vector a layer: `prefix.h.0`, `prefix.h.1`, ... and, for an LSTM, `prefix.c.0`, ..."""
-    return {f"{prefix}.{name}.{layer}": vector
-            for name, t in zip("hc", state.tensors()) for layer, vector in enumerate(t[:, 0])}
+    """One vector a layer: `prefix.h.0`, `prefix.h.1`, ... and, for an LSTM, `prefix.c.0`, ...;
+    with a copy window, `prefix.keys` (W, key_size) and `prefix.values` (W,)."""
+    tensors = {f"{prefix}.{name}.{layer}": vector
+               for name, t in zip("hc", state.tensors()) for layer, vector in enumerate(t[:, 0])}
+    if state.keys is not None:
+        tensors.update({f"{prefix}.keys": state.keys[:, 0], f"{prefix}.values": state.values[:, 0]})
+    return tensors
 
 
 def _state_from(tensors: dict[str, torch.Tensor], prefix: str, model: LanguageModel) -> RecurrentState:
@@ -34,7 +38,18 @@ def _state_from(tensors: dict[str, torch.Tensor], prefix: str, model: LanguageMo
         if t.shape != (cfg.hidden_size,) or t.dtype != torch.float32:
             raise ChatbotError(f"a saved state vector has shape {tuple(t.shape)} ({t.dtype}); the "
                                f"model needs ({cfg.hidden_size},) float32.")
-    return RecurrentState.from_tensors(cfg.cell, tuple(torch.stack(v)[:, None] for v in vectors))
+    state = RecurrentState.from_tensors(cfg.cell, tuple(torch.stack(v)[:, None] for v in vectors))
+    if cfg.copy_window:
+        keys, values = tensors.get(f"{prefix}.keys"), tensors.get(f"{prefix}.values")
+        shapes = ((cfg.copy_window, cfg.copy_key_size), torch.float32), ((cfg.copy_window,), torch.int64)
+        for t, (shape, dtype) in zip((keys, values), shapes):
+            if t is None or t.shape != shape or t.dtype != dtype:
+                raise ChatbotError(f"the saved memory's copy window does not fit this model (it needs "
+                                   f"{shape} {dtype}, found {None if t is None else (tuple(t.shape), t.dtype)}).")
+        if not ((values >= -1) & (values < cfg.vocab_size)).all():
+            raise ChatbotError("the saved memory's copy window holds tokens this model does not have.")
+        state.keys, state.values = keys[:, None], values[:, None]
+    return state
 
 
 def _decode(blob: bytes) -> dict[str, torch.Tensor]:

@@ -38,7 +38,7 @@ class LayerTrace:
 class Trace:
     cell: str
     layers: list[LayerTrace]
-    logits: torch.Tensor  # (steps, vocab): what the model predicts after each token
+    logits: torch.Tensor  # (steps, vocab): what the LSTM head predicts after each token (no copy head)
     final_state: RecurrentState
 
     @property

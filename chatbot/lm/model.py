@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import ChatbotError
+from .copy import CopyHead
 from .state import RecurrentState
 
 CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
@@ -56,6 +57,8 @@ class ModelConfig:
     embed_size: int = 0  # 0 means "same as hidden_size", which lets the head share the embedding
     dropout: float = 0.1
     tie_weights: bool = True
+    copy_window: int = 0  # > 0: a copy head over the last this many positions (copy.py)
+    copy_key_size: int = 32  # the copy head's key and query size
 
     def __post_init__(self):
         if self.cell not in CELLS:
@@ -70,6 +73,10 @@ class ModelConfig:
             raise ChatbotError(f"embed_size must be 0 (same as hidden) or positive, got {self.embed_size!r}.")
         if not 0.0 <= self.dropout < 1.0:
             raise ChatbotError(f"dropout must be in [0, 1), got {self.dropout}.")
+        for name in ("copy_window", "copy_key_size"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < (0 if name == "copy_window" else 1):
+                raise ChatbotError(f"model setting {name} must be a whole number (copy_window 0: no copy "
+                                   f"head), got {getattr(self, name)!r}.")
         if not self.embed_size:
             self.embed_size = self.hidden_size
 
@@ -83,7 +90,9 @@ class ModelConfig:
         V, E, H = self.vocab_size, self.embed_size, self.hidden_size
         layers = sum(gates * H * ((E if i == 0 else H) + H) + 2 * gates * H
                      for i in range(self.num_layers))
-        return V * E + layers + (0 if self.tied else V * H) + V
+        K = self.copy_key_size
+        copy = 2 * (H * K + K) + (2 * V + 1) * K + K + 1 if self.copy_window else 0
+        return V * E + layers + (0 if self.tied else V * H) + V + copy
 
     def weight_shapes(self) -> Iterator[tuple[str, tuple[int, ...]]]:
         """The saved tensors' names and shapes (LanguageModel.weights_for_saving), from the
@@ -100,6 +109,15 @@ class ModelConfig:
         if not self.tied:
             yield "head.weight", (V, H)
         yield "head.bias", (V,)
+        if self.copy_window:
+            K = self.copy_key_size
+            for part in ("key", "query"):
+                yield f"copy.{part}.weight", (K, H)
+                yield f"copy.{part}.bias", (K,)
+            yield "copy.key_token.weight", (V + 1, K)
+            yield "copy.query_token.weight", (V, K)
+            yield "copy.sentinel", (K,)
+            yield "copy.sentinel_bias", (1,)
 
     def check_weight_shapes(self, shapes: dict[str, tuple[int, ...]], source: str) -> None:
         """Refuse saved tensor shapes (from a safetensors header) that these settings do not
@@ -107,7 +125,8 @@ class ModelConfig:
         otherwise allocate gigabytes, or fail in the allocator, before the mismatch showed."""
         hint = ("config.json and the weights come from different runs, or config.json was edited; "
                 "copy the whole folder again or retrain.")
-        count = 2 + 4 * self.num_layers + (0 if self.tied else 1)  # what weight_shapes yields
+        count = (2 + 4 * self.num_layers + (0 if self.tied else 1)  # what weight_shapes yields
+                 + (8 if self.copy_window else 0))
         for name, shape in self.weight_shapes():
             if name not in shapes:
                 raise ChatbotError(f"{source}: the weights do not fit config.json (it implies "
@@ -145,6 +164,7 @@ class LanguageModel(nn.Module):
         self.head = nn.Linear(c.hidden_size, c.vocab_size)
         if c.tied:
             self.head.weight = self.embed.weight  # Press & Wolf 2017: fewer parameters, better loss
+        self.copy = CopyHead(c.hidden_size, c.copy_key_size, c.copy_window, c.vocab_size) if c.copy_window else None
         self._init_weights()
 
     def _init_weights(self):
@@ -167,17 +187,22 @@ class LanguageModel(nn.Module):
 
     def initial_state(self, batch_size: int = 1) -> RecurrentState:
         c = self.config
-        return RecurrentState.zeros(c.cell, c.num_layers, batch_size, c.hidden_size, self.embed.weight.device)
+        return RecurrentState.zeros(c.cell, c.num_layers, batch_size, c.hidden_size, self.embed.weight.device,
+                                    c.copy_window, c.copy_key_size)
 
     def forward(self, ids: torch.Tensor, state: RecurrentState | None = None
                 ) -> tuple[torch.Tensor, RecurrentState]:
-        """ids (batch, time) -> logits (batch, time, vocab) and the state after the last step."""
+        """ids (batch, time) -> logits (batch, time, vocab) and the state after the last step.
+        With a copy head the "logits" are the mixture's log-probabilities (copy.py)."""
         if state is None:
             state = self.initial_state(ids.shape[0])
         x = self.drop(self.embed(ids))
         out, after = self.rnn(x, state.to_torch())
         logits = self.head(self.drop(out))
-        return logits, RecurrentState.from_torch(self.config.cell, after)
+        new = RecurrentState.from_torch(self.config.cell, after)
+        if self.copy is not None:
+            logits, new.keys, new.values = self.copy(logits, out, state.h[-1], ids, state.keys, state.values)
+        return logits, new
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

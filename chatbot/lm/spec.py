@@ -57,6 +57,8 @@ class TrainConfig:
     # "size": pick the model size, warm-up, evaluation times and dropout from the measured speed;
     # "schedule": keep the size, fit the warm-up and evaluation times to the steps it will get
     plan: str = ""  # what the measurement found and chose, in words (written by train())
+    init_from: str = ""  # a trained model folder: this run starts from its weights and tokenizer
+    freeze_lm: bool = False  # train only the copy head; the language model's weights stay as they are
 
     def __post_init__(self):
         for name in ("seq_len", "batch_size", "eval_every"):

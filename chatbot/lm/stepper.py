@@ -16,6 +16,8 @@ engine's step). A row's numbers do not depend on the other rows (tested within 1
 
 from __future__ import annotations
 
+import copy
+
 import torch
 
 from .model import LanguageModel
@@ -49,6 +51,8 @@ class Stepper:
             self.table0 = (model.embed.weight.detach() @ w_x0.T + b0).contiguous()
             self.head_w = model.head.weight.detach().clone()
             self.head_b = model.head.bias.detach().clone()
+        # The copy head (copy.py) mixes its pointer into the logits; a copy without gradients.
+        self.copy = copy.deepcopy(model.copy).requires_grad_(False) if model.copy is not None else None
 
     def step(self, token: int, state: RecurrentState) -> tuple[torch.Tensor, RecurrentState]:
         """Feed one token to `state` (batch 1); return the next-token logits (vocab,) and the
@@ -58,14 +62,26 @@ class Stepper:
         not require gradients, so nothing here is recorded."""
         c = state.c[:, 0] if state.c is not None else None
         logits, h, c = self._advance(token, state.h[:, 0], c)
-        return logits, RecurrentState(self.cell, h[:, None], c[:, None] if c is not None else None)
+        after = RecurrentState(self.cell, h[:, None], c[:, None] if c is not None else None)
+        if self.copy is None:
+            return logits, after
+        logits, after = self._copy(logits[None], torch.tensor([token]), state, after)
+        return logits[0], after
 
     def step_rows(self, tokens: torch.Tensor, state: RecurrentState) -> tuple[torch.Tensor, RecurrentState]:
         """Feed tokens[i] to row i of `state` (layers, batch, hidden), all rows at once; return
         the logits (batch, vocab) and the state after them (new tensors; `state` is left as
         it was)."""
         logits, h, c = self._advance(tokens, state.h, state.c)
-        return logits, RecurrentState(self.cell, h, c)
+        after = RecurrentState(self.cell, h, c)
+        return (logits, after) if self.copy is None else self._copy(logits, tokens, state, after)
+
+    def _copy(self, logits, tokens, state, after):
+        """The copy head's mixture for one token per row: log-probabilities (batch, vocab),
+        and `after` with the window moved on by that token."""
+        log_p, after.keys, after.values = self.copy(logits[:, None], after.h[-1][:, None], state.h[-1],
+                                                    tokens[:, None], state.keys, state.values)
+        return log_p[:, 0], after
 
     def _advance(self, token, h_all, c_all):
         """The layers in order on vectors (h_all: (layers, hidden)) or on rows (h_all:

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from ..atomic import atomic_write
 from ..errors import ChatbotError
-from ..lm.checkpoint import save_checkpoint
+from ..lm.checkpoint import load_checkpoint, save_checkpoint
 from ..lm.model import LanguageModel
 from ..lm.spec import CorpusInfo, RunSpec, TokenizerSpec, TrainConfig
 from ..text.corpus import Corpus, load_corpus
@@ -71,8 +71,9 @@ class Trainer:
         if world.active:
             self.net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
             torch.manual_seed(cfg.seed + world.rank)  # same weights (DDP copies rank 0's), own dropout
-        decay = [p for p in model.parameters() if p.dim() >= 2]
-        no_decay = [p for p in model.parameters() if p.dim() < 2]
+        trained = [p for p in model.parameters() if p.requires_grad]  # all but a frozen LM's
+        decay = [p for p in trained if p.dim() >= 2]
+        no_decay = [p for p in trained if p.dim() < 2]
         self.optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": cfg.weight_decay},
              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.99))
@@ -172,7 +173,7 @@ class Trainer:
         loss.backward()  # under DDP the gradients are averaged over the ranks here
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
         self.optimizer.step()
-        run.carried = state.map(lambda t: t.detach().float())
+        run.carried = state.map(torch.Tensor.detach).float()
         return mean_loss.item(), lr
 
     def _evaluate_and_save(self, log) -> dict:
@@ -376,12 +377,30 @@ def _prepare(spec: RunSpec, cfg: TrainConfig, corpus: Path, out: Path, resume: b
             raise ChatbotError(f"the corpus at {corpus} changed since this run started (sha256 "
                                f"differs), so --resume cannot continue it exactly. Restore the "
                                f"corpus or start a new run in another --out.")
-    elif world.is_main:  # one tokenizer for every rank: rank 0 trains it, the others read it
+    init = None
+    if not resume and cfg.init_from:
+        init = load_checkpoint(cfg.init_from)
+        kind = init.spec.tokenizer.kind
+        spec = replace(spec, tokenizer=init.spec.tokenizer,
+                       model=replace(init.spec.model, copy_window=spec.model.copy_window,
+                                     copy_key_size=spec.model.copy_key_size))
+        if world.is_main:
+            init.tokenizer.save(out)
+    elif not resume and world.is_main:  # one tokenizer for every rank: rank 0 trains it, the others read it
         train_tokenizer(kind, tokenizer_texts(text, kind), spec.tokenizer.vocab_size).save(out)
     world.barrier()
     tokenizer = load_tokenizer(out, kind)
     model_cfg = spec.model if resume else replace(spec.model, vocab_size=tokenizer.vocab_size)
     model = LanguageModel(model_cfg).to(device)
+    if init is not None:
+        with torch.no_grad():  # the copy head, if any, is new and keeps its initial weights
+            model.load_state_dict(init.model.state_dict(), strict=False)
+    if cfg.freeze_lm:
+        if model.copy is None:
+            raise ChatbotError("--freeze-lm trains only the copy head, and this model has none: "
+                               "add --copy-window N (e.g. 512).")
+        for name, param in model.named_parameters():
+            param.requires_grad_(name.startswith("copy."))
     cfg = replace(cfg, precision=checked_precision(asked, cfg.precision, model, device))
     reused = token_cache_exists(text, tokenizer, out)
     if world.is_main:  # the others wait, then map the same file
@@ -391,7 +410,7 @@ def _prepare(spec: RunSpec, cfg: TrainConfig, corpus: Path, out: Path, resume: b
     tokens = open_token_cache(text, tokenizer, out, reused)
     ids = tokens.ids
     split = split_ids(ids, cfg.val_fraction, tokenizer, cfg.seq_len, tokens.doc_starts)
-    if not resume and cfg.fit_budget and cfg.time_budget:
+    if not resume and cfg.fit_budget and cfg.time_budget and init is None:
         model_cfg, cfg = _fit_budget(model_cfg, cfg, len(split.train), world, device)
         if model_cfg != model.config:
             torch.manual_seed(cfg.seed)  # the weights a run of this size would start from

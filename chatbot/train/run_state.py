@@ -65,6 +65,8 @@ def _write_snapshot(folder: Path, model: LanguageModel, optimizer: torch.optim.O
     tensors = {f"opt.{idx}.{key}": value for idx, slots in opt["state"].items()
                for key, value in slots.items()}
     tensors.update({f"carried.{i}": t for i, t in enumerate(run.carried.tensors())})
+    if run.carried.keys is not None:  # a copy head's window (chatbot/lm/copy.py)
+        tensors.update({"carried.keys": run.carried.keys, "carried.values": run.carried.values})
     tensors["rng.torch"] = torch.get_rng_state()
     tensors.update({f"rng.torch.rank{r}": rng for r, rng in enumerate(rank_rngs or [])})
     save_tensors(folder / "trainer.safetensors", tensors, meta)
@@ -119,15 +121,18 @@ def load_run_state(out: Path, model: LanguageModel, optimizer: torch.optim.Optim
                 _, idx, name = key.split(".", 2)
                 slots.setdefault(int(idx), {})[name] = value.to(device) if name != "step" else value
         optimizer.load_state_dict({"state": slots, "param_groups": state["param_groups"]})
-        n_carried = sum(k.startswith("carried.") for k in tensors)
-        carried = tuple(tensors[f"carried.{i}"].to(device) for i in range(n_carried))
+        n_carried = sum(k.startswith("carried.") and k[8:].isdigit() for k in tensors)
+        carried = RecurrentState.from_tensors(model.config.cell, tuple(
+            tensors[f"carried.{i}"].to(device) for i in range(n_carried)))
+        if model.config.copy_window:
+            carried.keys, carried.values = tensors["carried.keys"].to(device), tensors["carried.values"].to(device)
         torch.set_rng_state(tensors.get(f"rng.torch.rank{rank}", tensors["rng.torch"]))
     except (KeyError, ValueError, TypeError, IndexError, RuntimeError) as exc:
         raise ChatbotError(f"{folder}: the optimizer or generator state in trainer.safetensors / "
                            f"state.json does not fit this run ({type(exc).__name__}: "
                            f"{str(exc)[:200]}); cannot resume from it.") from None
     return RunState(state["step"], state["tokens_seen"], state["train_seconds"], state["best_val"],
-                    RecurrentState.from_tensors(model.config.cell, carried), RunSpec.from_json(state["run"]))
+                    carried, RunSpec.from_json(state["run"]))
 
 
 STATE_FIELDS = {"step": int, "tokens_seen": int, "train_seconds": (int, float),
