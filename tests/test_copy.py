@@ -247,3 +247,17 @@ def test_a_copy_head_recalls_names_it_never_saw_where_the_state_alone_does_not(t
         train(spec, tmp_path / f"w{window}")
         rates[window] = recall(tmp_path / f"w{window}", unseen)
     assert rates[128] >= 0.8 and rates[0] <= 0.2, rates
+
+
+def test_the_recall_bench_measures_a_copy_model_with_and_without_its_head(copy_run):
+    r = run_cli("bench/memory_recall.py", "--model", str(copy_run), "--smoke", "--without-copy", timeout=1800)
+    assert r.returncode == 0, r.stderr
+    assert "state + copy head (64 tokens)" in r.stdout and "its copy head removed" in r.stdout
+    assert r.stdout.count("| Korean |") == 2
+
+
+def test_the_copy_head_cost_bench_prints_its_table(copy_run):
+    r = run_cli("bench/copy_head_cost.py", "--model", str(copy_run), "--smoke", timeout=1800)
+    assert r.returncode == 0, r.stderr
+    rows = [line for line in r.stdout.splitlines() if line.startswith("| generate") or line.startswith("| feed")]
+    assert len(rows) == 2 and all(row.rstrip(" |").endswith("%") for row in rows)
