@@ -232,16 +232,7 @@ class GenerationEngine:
         enough, the thread ends."""
         while True:
             if self._closed:
-                closed = ChatbotError("the generation engine is closed (the server is stopping).")
-                for job in self._feeds:
-                    job.error, job.done = closed, True
-                for row in self._rows:
-                    row.error, row.active = closed, False
-                    row.ready.notify()
-                self._feeds.clear()
-                self._rows = []
-                self._thread = None
-                self._cond.notify_all()
+                self._fail_all(ChatbotError("the generation engine is closed (the server is stopping)."))
                 return None
             kept = []
             for row in self._rows:
@@ -281,16 +272,21 @@ class GenerationEngine:
                         self._step(rows)
         except BaseException as exc:  # noqa: BLE001 - a bug here must not leave readers waiting
             with self._lock:
-                for job in self._feeds:
-                    job.error, job.done = exc, True
-                for row in self._rows:
-                    row.error, row.active = exc, False
-                    row.ready.notify()
-                self._feeds.clear()
-                self._rows = []
-                self._thread = None  # the next request starts a new loop
-                self._cond.notify_all()
+                self._fail_all(exc)
             raise
+
+    def _fail_all(self, exc: BaseException) -> None:
+        """(Under the lock.) End every message being fed and every reply in the batch with
+        `exc`, and let the loop's thread go (the next request starts a new one)."""
+        for job in self._feeds:
+            job.error, job.done = exc, True
+        for row in self._rows:
+            row.error, row.active = exc, False
+            row.ready.notify()
+        self._feeds.clear()
+        self._rows = []
+        self._thread = None
+        self._cond.notify_all()
 
     def _feed_chunk(self, job: _Feed) -> None:
         try:
