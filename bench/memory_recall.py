@@ -14,7 +14,6 @@ the recurrent state, never a recitation.
 from __future__ import annotations
 
 import argparse
-import copy
 import random
 import sys
 import time
@@ -30,6 +29,7 @@ import torch  # noqa: E402
 from chatbot.chat.sampling import SamplingConfig  # noqa: E402
 from chatbot.chat.session import ChatSession  # noqa: E402
 from chatbot.lm.checkpoint import load_checkpoint  # noqa: E402
+from chatbot.lm.model import LanguageModel  # noqa: E402
 from chatbot.text.corpus import load_corpus, turn_ids  # noqa: E402
 from compose import fill  # noqa: E402  (corpora/compose.py: slots and Korean particles)
 from memory import invented_word  # noqa: E402  (corpora/memory.py)
@@ -135,18 +135,15 @@ class CacheChat:
 
 
 def without_copy(ckpt):
-    """The checkpoint's LSTM alone: its copy head taken off (the recurrent weights are the same)."""
-    model = copy.copy(ckpt.model)  # shares the weights; only its head list and settings differ
-    model.config = replace(model.config, copy_window=0)
-    model._modules = {**model._modules, "copy": None}
-    return replace(ckpt, model=model)
+    """The checkpoint's LSTM alone: a model without a copy head, given the same weights."""
+    model = LanguageModel(replace(ckpt.model.config, copy_window=0))
+    model.load_state_dict(ckpt.model.state_dict(), strict=False)  # all but the copy head's
+    return replace(ckpt, model=model.eval())
 
 
 def trial(ckpt, lang: str, kind: str, value: str, k: int, max_new_tokens: int,
           cache: tuple | None = None) -> tuple[bool, str]:
-    if cache == "no copy":
-        ckpt = without_copy(ckpt)
-    elif cache:
+    if cache:
         chat = CacheChat(ckpt.model, ckpt.tokenizer, *cache[:3], max_new_tokens=max_new_tokens, gated=cache[3],
                          gate=cache[4])
         for message in [fill(FACTS[lang][kind][0], {"v": value}), *SMALL_TALK[lang][:k]]:
@@ -198,15 +195,16 @@ def main(argv: list[str] | None = None) -> int:
           f"{ckpt.spec.tokenizer.kind}); corpus: {corpus_path}; "
           f"{args.trials} made-up facts per cell ({', '.join(args.kinds)}), none in the corpus; greedy")
     window = model.copy_window
-    variants = [(f"recurrent state + copy head ({window} tokens)" if window else "recurrent state alone", None)]
+    variants = [(f"recurrent state + copy head ({window} tokens)" if window else "recurrent state alone",
+                 ckpt, None)]
     if window and args.without_copy:
-        variants.append(("recurrent state alone (the same LSTM, its copy head removed)", "no copy"))
+        variants.append(("recurrent state alone (the same LSTM, its copy head removed)", without_copy(ckpt), None))
     if args.cache:
         theta, lam, window = args.cache
         variants.append((f"state + {'gated ' if args.gated else ''}continuous cache (θ {theta:g}, λ {lam:g}, "
-                         f"{int(window)} tokens)", (theta, lam, int(window), args.gated, args.gate)))
+                         f"{int(window)} tokens)", ckpt, (theta, lam, int(window), args.gated, args.gate)))
         variants = variants[1:] if args.cache_only else variants
-    for label, cache in variants:
+    for label, model_ckpt, cache in variants:
         started = time.perf_counter()
         table: dict[tuple[str, int], float] = {}
         for lang in ("en", "ko"):
@@ -215,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
                 for i in range(args.trials):
                     kind = args.kinds[i % len(args.kinds)]
                     value = values[lang][kind][i]
-                    hit, reply = trial(ckpt, lang, kind, value, k, args.max_new_tokens, cache)
+                    hit, reply = trial(model_ckpt, lang, kind, value, k, args.max_new_tokens, cache)
                     hits += hit
                     if shown < args.show:
                         print(f"  [{lang} k={k} {kind}={value}] {'HIT ' if hit else 'miss'} {reply!r}")

@@ -35,7 +35,7 @@ from torch import nn
 class CopyHead(nn.Module):
     def __init__(self, hidden_size: int, key_size: int, window: int, vocab_size: int):
         super().__init__()
-        self.window, self.key_size = window, key_size
+        self.key_size = key_size
         self.key = nn.Linear(hidden_size, key_size)
         self.query = nn.Linear(hidden_size, key_size)
         # The token just read, added to the query, and the token before a slot's token, added to
