@@ -65,13 +65,13 @@ def test_it_chats_in_english_and_korean_and_ends_its_turns(ckpt, message):
 @pytest.mark.parametrize("lang", ["en", "ko"])
 def test_its_copy_head_gives_back_made_up_names_the_lstm_alone_never_does(ckpt, lang):
     """The memory the app promises, on the shipped model, with names that occur nowhere in its
-    corpus: told, one turn of small talk, asked for (greedy). bench/memory_recall.py measures
-    it at scale (English 28%, Korean 22% at k = 1; the same LSTM without its head: 0%)."""
+    corpus: told, one turn of small talk, asked for (greedy), as bench/memory_recall.py asks
+    (which measures it at scale: English 30%, Korean 22% at k = 1). Measured here: English 4 of
+    these 10, Korean 1 (the rest come back cut short or misspelled).
+    The same LSTM without its head: 0 in both."""
     sys.path.insert(0, str(ROOT / "bench"))
-    from memory_recall import without_copy
+    from memory_recall import trial, without_copy
 
-    tell, chat_, ask = {"en": ("My name is {}.", "It's raining again here.", "What is my name?"),
-                        "ko": ("제 이름은 {}예요.", "여기 또 비가 와요.", "제 이름이 뭐예요?")}[lang]
     names = {"en": ["Zorvika", "Tamblequ", "Hurnesto", "Vilpadra", "Quenzol", "Brastik", "Melvorin",
                     "Osquela", "Dravenko", "Pillarut"],
              "ko": ["뱌쿠리", "퉁모래", "후모키", "쟈비노", "큥다리", "보나키", "미루소", "다노레", "하쿠미", "소리마"]}[lang]
@@ -79,13 +79,7 @@ def test_its_copy_head_gives_back_made_up_names_the_lstm_alone_never_does(ckpt, 
     assert not [name for name in names if name in corpus]
 
     def hits(model) -> int:
-        count = 0
-        for name in names:
-            chat = ChatSession(model.model, model.tokenizer, SamplingConfig(temperature=0, max_new_tokens=60))
-            for message in (tell.format(name), chat_):
-                "".join(chat.send(message))
-            count += name in "".join(chat.send(ask))
-        return count
+        return sum(name in trial(model, lang, "name", name, 1, 60)[1] for name in names)
 
     with_head, alone = hits(ckpt), hits(without_copy(ckpt))
     assert alone == 0 and with_head >= 1, (with_head, alone)
