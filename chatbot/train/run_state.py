@@ -121,7 +121,7 @@ def load_run_state(out: Path, model: LanguageModel, optimizer: torch.optim.Optim
                 _, idx, name = key.split(".", 2)
                 slots.setdefault(int(idx), {})[name] = value.to(device) if name != "step" else value
         optimizer.load_state_dict({"state": slots, "param_groups": state["param_groups"]})
-        n_carried = sum(k.startswith("carried.") and k[8:].isdigit() for k in tensors)
+        n_carried = sum(k.removeprefix("carried.").isdigit() for k in tensors)
         carried = RecurrentState.from_tensors(model.config.cell, tuple(
             tensors[f"carried.{i}"].to(device) for i in range(n_carried)))
         if model.config.copy_window:
