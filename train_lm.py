@@ -104,6 +104,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                 setattr(args, flag, settings[name])
     if args.time_budget is not None and "max_steps" not in args.explicit:
         args.max_steps = None  # a time budget alone decides when to stop
+    if args.init_from and not args.resume:  # fine-tuning keeps the copy head unless told otherwise
+        adopt_copy_head(args)
     args.fit_budget = ""
     if args.time_budget is not None and not args.resume:
         if not args.preset and not args.explicit & SIZE_FLAGS and not args.init_from:
@@ -114,6 +116,21 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         elif not args.explicit & {"warmup_steps", "eval_every"}:
             args.fit_budget = "schedule"
     return args
+
+
+def adopt_copy_head(args) -> None:
+    """--init-from a model with a copy head: keep its window and key size (and so its trained
+    head) where --copy-window / --copy-key-size were not given. A folder that cannot be read
+    is left to the training loop, which names the problem."""
+    try:
+        model = json.loads((Path(args.init_from) / "config.json").read_text(encoding="utf-8"))["model"]
+        window, key_size = int(model.get("copy_window", 0)), int(model.get("copy_key_size", args.copy_key_size))
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    if "copy_window" not in args.explicit:
+        args.copy_window = window
+    if "copy_key_size" not in args.explicit:
+        args.copy_key_size = key_size
 
 
 def stop_with_parent(trainers: list) -> None:

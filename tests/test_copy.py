@@ -133,6 +133,24 @@ def test_a_copy_run_resumes_with_its_window(copy_run):
     assert log[-1]["step"] == 50
 
 
+def test_fine_tuning_a_copy_model_keeps_its_head_unless_told_otherwise(copy_run, chat_corpus, tmp_path):
+    """--init-from a model with a copy head, without --copy-window: the head and its trained
+    weights come along (dropping it silently would lose the recall the head learned)."""
+    base = load_checkpoint(copy_run)
+    result = run_cli("train_lm.py", "--corpus", str(chat_corpus), "--out", str(tmp_path / "tuned"),
+                     "--init-from", str(copy_run), "--max-steps", "1", "--lr", "1e-9", "--seq-len", "32",
+                     "--batch-size", "4", "--eval-every", "1")
+    assert result.returncode == 0, result.stderr
+    tuned = load_checkpoint(tmp_path / "tuned")
+    assert (tuned.spec.model.copy_window, tuned.spec.model.copy_key_size) == (64, 16)
+    assert torch.allclose(tuned.model.copy.sentinel_bias, base.model.copy.sentinel_bias, atol=1e-6)
+    result = run_cli("train_lm.py", "--corpus", str(chat_corpus), "--out", str(tmp_path / "plain"),
+                     "--init-from", str(copy_run), "--copy-window", "0", "--max-steps", "1", "--seq-len", "32",
+                     "--batch-size", "4", "--eval-every", "1")
+    assert result.returncode == 0, result.stderr
+    assert load_checkpoint(tmp_path / "plain").model.copy is None
+
+
 def test_freeze_lm_without_a_copy_head_is_refused(tiny_checkpoint, chat_corpus, tmp_path):
     result = run_cli("train_lm.py", "--corpus", str(chat_corpus), "--out", str(tmp_path / "x"),
                      "--init-from", str(tiny_checkpoint), "--freeze-lm", "--max-steps", "2")
