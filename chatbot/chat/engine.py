@@ -50,7 +50,7 @@ from ..lm.model import LanguageModel
 from ..lm.state import RecurrentState
 from ..lm.stepper import Stepper
 from ..text.tokenizers import Tokenizer
-from .sampling import Reply, SamplingConfig, choose_token, choose_tokens
+from .sampling import Reply, SamplingConfig, TokenStep, choose_token, choose_tokens
 
 PREFILL_CHUNK = 64  # tokens of one message fed per turn of the loop, in one forward
 PREFILL_BUDGET = 256  # tokens of all messages fed per turn of the loop (~20 ms, default model)
@@ -85,6 +85,7 @@ class _Row:
                  reply: Reply, state: RecurrentState, logits: torch.Tensor, lock: threading.Lock):
         self.cfg, self.generator = cfg, generator
         self.ids = list(reply.ids)  # the reply's tokens so far (the repetition penalty reads them)
+        self.recorded = reply.steps is not None  # each token's TokenStep goes to the reader too
         self.state, self.logits = state, logits
         self.left = cfg.max_new_tokens
         self.end = tokenizer.end_id
@@ -92,7 +93,7 @@ class _Row:
         self.decoder = tokenizer.stream_decoder() if cfg.stop else None
         self.longest_stop = max(map(len, cfg.stop), default=0)
         self.text = reply.text  # a continued reply's stop check sees its earlier text too
-        self.outbox: deque = deque()  # (token, logits after it, state after it, last)
+        self.outbox: deque = deque()  # (token, logits after it, state after it, last, TokenStep or None)
         self.cancelled = False
         self.active = True  # in the engine's hands (until its last token or a cancel)
         self.error: BaseException | None = None
@@ -184,8 +185,10 @@ class GenerationEngine:
                         if len(row.outbox) >= LOOKAHEAD:
                             self._cond.notify_all()  # the engine may be waiting for this reader
                         taken, row.outbox, row.taken_any = row.outbox, deque(), True
-                token, reply.next_logits, reply.state, last = taken.popleft()
+                token, reply.next_logits, reply.state, last, step = taken.popleft()
                 reply.ids.append(token)
+                if step is not None:
+                    reply.steps.append(step)
                 if token == tokenizer.end_id:
                     reply.ended = True
                     break
@@ -308,14 +311,15 @@ class GenerationEngine:
         """One token for each row: chosen from its logits with its settings and generator,
         then all fed in one batched step."""
         try:
+            chosen: list[list[TokenStep] | None] = [[] if row.recorded else None for row in rows]
             if len(rows) == 1:  # alone: the solo path's token choice and matrix-vector step
                 row = rows[0]
-                tokens = [choose_token(row.logits, row.cfg, row.ids, row.generator)]
+                tokens = [choose_token(row.logits, row.cfg, row.ids, row.generator, chosen[0])]
                 logits, after = self.stepper.step(tokens[0], row.state)
                 logits, states = logits[None], [after]
             else:
                 tokens = choose_tokens(torch.stack([row.logits for row in rows]), [row.cfg for row in rows],
-                                       [row.ids for row in rows], [row.generator for row in rows])
+                                       [row.ids for row in rows], [row.generator for row in rows], chosen)
                 batch = RecurrentState.stack_rows([row.state for row in rows])
                 logits, after = self.stepper.step_rows(torch.tensor(tokens), batch)
                 states = [after.rows(slice(i, i + 1)) for i in range(len(rows))]
@@ -323,7 +327,8 @@ class GenerationEngine:
             for i, (row, token) in enumerate(zip(rows, tokens)):
                 row.ids.append(token)
                 row.state, row.logits = states[i], logits[i]
-                items.append((token, row.logits, row.state, row.last_after(token)))
+                items.append((token, row.logits, row.state, row.last_after(token),
+                              chosen[i][0] if chosen[i] else None))
         except BaseException as exc:  # noqa: BLE001 - handed to every reader in the step
             with self._lock:
                 for row in rows:

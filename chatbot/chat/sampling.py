@@ -109,54 +109,138 @@ SETTINGS: dict[str, Setting] = {f.name: f.metadata["setting"] for f in fields(Sa
                                 if "setting" in f.metadata}
 
 
+STAGES = ("model", "repetition penalty", "temperature", "top-k", "top-p", "min-p", "typical-p")
+TOP_CANDIDATES = 10  # a TokenStep keeps the model's 10 likeliest tokens (and the one sampled)
+
+
+@dataclass
+class TokenStep:
+    """How one token of a reply was chosen, recorded by choose_token as it chose it.
+
+    `stages` names the distributions in the order choose_token made them: "model" (the
+    model's own), then each filter in effect; the last is exactly the distribution the token
+    was drawn from. `candidates` are the model's TOP_CANDIDATES likeliest tokens, then the
+    sampled token if it is not among them; `probs[i][j]` is candidate i's probability after
+    stage j (0 once a filter removed it)."""
+
+    token: int
+    stages: tuple[str, ...]
+    candidates: list[int]
+    probs: list[list[float]]
+    probability: float  # the sampled token's probability in the distribution it was drawn from
+    surprise: float  # -ln of the model's own probability of the token, in nats
+    entropy: float  # of the model's own distribution, in nats
+
+    def removed_by(self, row: int) -> str | None:
+        """The stage that took candidate `row` out (its probability fell to 0), if one did."""
+        for name, before, after in zip(self.stages[1:], self.probs[row], self.probs[row][1:]):
+            if before > 0 and after == 0:
+                return name
+        return None
+
+
+def _step_record(token: int, stages: list[tuple[str, torch.Tensor]], sampled_from: torch.Tensor) -> TokenStep:
+    """The TokenStep for `token`, from each stage's logits; the last stage's probabilities are
+    `sampled_from`, the very tensor the token was drawn from. A dozen small tensor operations
+    (the table is only the candidates' columns), so recording costs little per token."""
+    top = torch.topk(stages[0][1], min(TOP_CANDIDATES, sampled_from.numel())).indices
+    candidates = top.tolist()
+    if token not in candidates:
+        candidates.append(token)
+        top = torch.tensor(candidates)
+    if len(stages) > 1:
+        table = torch.cat([torch.stack([logits for _, logits in stages[:-1]]).softmax(-1), sampled_from[None]])
+    else:
+        table = sampled_from[None]
+    probs = table[:, top].T.tolist()
+    row = probs[candidates.index(token)]
+    model = stages[0][1]  # the model's logits (finite): its entropy is logsumexp - E[logit]
+    entropy = float(torch.logsumexp(model, 0) - torch.dot(table[0], model))
+    return TokenStep(token, tuple(name for name, _ in stages), candidates, probs, row[-1],
+                     -math.log(row[0]) if row[0] > 0 else math.inf, max(entropy, 0.0))
+
+
+def _unpenalised_stages(logits: torch.Tensor, cfg: SamplingConfig) -> list[tuple[str, torch.Tensor]]:
+    """The first stages of a record where the repetition penalty changed nothing (nothing in
+    the reply yet): the model's logits, and the penalty's (the same) when it is on."""
+    return [("model", logits)] + ([("repetition penalty", logits)] if cfg.repetition_penalty != 1.0 else [])
+
+
 def choose_token(logits: torch.Tensor, cfg: SamplingConfig, previous: list[int],
-                 generator: torch.Generator) -> int:
+                 generator: torch.Generator, steps: list[TokenStep] | None = None) -> int:
     """Apply repetition penalty, temperature, top-k, top-p, min-p and typical-p to (vocab,)
-    logits, in that order; sample."""
+    logits, in that order; sample. With a `steps` list, a TokenStep of this choice is appended
+    to it (the same token either way: recording draws nothing from the generator)."""
     logits = logits.float().clone()
+    stages = None if steps is None else [("model", logits.clone())]
     if cfg.repetition_penalty != 1.0 and previous:
         seen = torch.tensor(sorted(set(previous)), dtype=torch.long)
         values = logits[seen]
         logits[seen] = torch.where(values > 0, values / cfg.repetition_penalty,
                                    values * cfg.repetition_penalty)
+    if stages is not None and cfg.repetition_penalty != 1.0:
+        stages.append(("repetition penalty", logits.clone()))
     if cfg.temperature == 0:
-        return int(logits.argmax())
+        token = int(logits.argmax())
+        if stages is not None:
+            greedy = torch.zeros_like(logits)
+            greedy[token] = 1.0
+            stages.append(("temperature", greedy))
+            steps.append(_step_record(token, stages, greedy))
+        return token
     logits = scale_by_temperature(logits, cfg.temperature)
+    if stages is not None and cfg.temperature != 1.0:
+        stages.append(("temperature", logits.clone()))
     if 0 < cfg.top_k < logits.numel():
         kth = torch.topk(logits, cfg.top_k).values[-1]
         logits[logits < kth] = -math.inf
+        if stages is not None:
+            stages.append(("top-k", logits.clone()))
     if cfg.top_p < 1.0:
         ordered, order = torch.sort(logits, descending=True)
         probs = ordered.softmax(-1)
         outside = probs.cumsum(-1) - probs >= cfg.top_p  # tokens after the mass reached p
         ordered[outside] = -math.inf
         logits = torch.empty_like(logits).scatter_(0, order, ordered)
+        if stages is not None:
+            stages.append(("top-p", logits.clone()))
     if cfg.min_p > 0:
         probs = logits.softmax(-1)
         logits[probs < cfg.min_p * probs.max()] = -math.inf
+        if stages is not None:
+            stages.append(("min-p", logits.clone()))
     if cfg.typical_p < 1.0:
         logits = typical_filter(logits, cfg.typical_p)
+        if stages is not None:
+            stages.append(("typical-p", logits))
     probs = logits.softmax(-1)
-    return int(torch.multinomial(probs, 1, generator=generator))
+    token = int(torch.multinomial(probs, 1, generator=generator))
+    if stages is not None:
+        steps.append(_step_record(token, stages, probs))
+    return token
 
 
 def choose_tokens(logits: torch.Tensor, cfgs: list[SamplingConfig], previous: list[list[int]],
-                  generators: list[torch.Generator]) -> list[int]:
+                  generators: list[torch.Generator],
+                  steps: list[list[TokenStep] | None] | None = None) -> list[int]:
     """choose_token for each row of (batch, vocab) logits, row i with cfgs[i], previous[i] and
     generators[i]: exactly the tokens choose_token gives row by row, each drawing from its own
     generator only. The common rows are done for the whole batch at once: greedy ones (one
     argmax) and plain temperature sampling (one softmax; the draw is torch.multinomial's for
     one sample, argmax(p / q) with q ~ Exp(1) from the row's generator). Rows with a filter
     or a repetition penalty in effect, or whose scaled logits overflow, go through
-    choose_token itself."""
+    choose_token itself. A row with a list in `steps` gets choose_token's TokenStep appended
+    (a recorded plain row is drawn in the batch and recorded from the batch's probabilities,
+    which its token was drawn from; a recorded greedy row goes through choose_token)."""
+    steps = steps if steps is not None else [None] * len(cfgs)
     tokens: list[int | None] = [None] * len(cfgs)
     greedy, plain, temperatures = [], [], []
     for i, (cfg, seen) in enumerate(zip(cfgs, previous)):
         if cfg.repetition_penalty != 1.0 and seen:
             continue
-        if cfg.temperature == 0:
+        if cfg.temperature == 0 and steps[i] is None:
             greedy.append(i)
-        elif (cfg.top_k <= 0 or cfg.top_k >= logits.shape[-1]) and cfg.top_p == 1.0 \
+        elif cfg.temperature != 0 and (cfg.top_k <= 0 or cfg.top_k >= logits.shape[-1]) and cfg.top_p == 1.0 \
                 and cfg.min_p == 0 and cfg.typical_p == 1.0:
             plain.append(i)
             temperatures.append(cfg.temperature)
@@ -174,7 +258,12 @@ def choose_tokens(logits: torch.Tensor, cfgs: list[SamplingConfig], previous: li
         for row, (i, token) in enumerate(zip(plain, (probs / q).argmax(-1).tolist())):
             if finite[row]:
                 tokens[i] = token
-    return [token if token is not None else choose_token(logits[i], cfgs[i], previous[i], generators[i])
+                if steps[i] is not None:
+                    stages = _unpenalised_stages(logits[i].float(), cfgs[i])
+                    if cfgs[i].temperature != 1.0:
+                        stages.append(("temperature", scaled[row]))
+                    steps[i].append(_step_record(token, stages, probs[row]))
+    return [token if token is not None else choose_token(logits[i], cfgs[i], previous[i], generators[i], steps[i])
             for i, token in enumerate(tokens)]
 
 
@@ -217,6 +306,9 @@ class Reply:
     ended: bool = False  # the model closed its turn with <|end|>
     next_logits: torch.Tensor | None = None  # after the last token, for continuing the reply
     state: RecurrentState | None = None  # the memory after the last token
+    # How each token was chosen (TokenStep), one per id, when the reply is recorded: a list
+    # set before sampling starts (ChatSession does, when asked); None: not recorded.
+    steps: list[TokenStep] | None = None
 
 
 def sample_reply(stepper: Stepper, tokenizer: Tokenizer, state: RecurrentState,
@@ -231,12 +323,15 @@ def sample_reply(stepper: Stepper, tokenizer: Tokenizer, state: RecurrentState,
     """
     decoder = tokenizer.stream_decoder()
     reply.state = state
+    chosen: list[TokenStep] | None = None if reply.steps is None else []
     try:
         for _ in range(cfg.max_new_tokens):
-            token = choose_token(logits, cfg, reply.ids, generator)
+            token = choose_token(logits, cfg, reply.ids, generator, chosen)
             logits, reply.state = stepper.step(token, reply.state)
             reply.next_logits = logits
             reply.ids.append(token)
+            if chosen:
+                reply.steps.append(chosen.pop())
             if token == tokenizer.end_id:
                 reply.ended = True
                 break

@@ -81,6 +81,8 @@ class ChatSession:
         # Called after each token a beam search examines, (done, most): a front end shows the
         # search working and may raise from it to interrupt (see beam.py).
         self.on_beam_step: Callable[[int, int], None] | None = None
+        # Record how each sampled token was chosen (Reply.steps: the chat page's token view).
+        self.record_steps = False
         self.reset()
 
     def reset(self) -> None:
@@ -197,6 +199,10 @@ class ChatSession:
     def _decode(self, logits: torch.Tensor, reply: Reply) -> Iterator[str]:
         """Sampling, or beam search when the settings ask for it."""
         cfg = self.sampling
+        if cfg.beam_search or not self.record_steps:
+            reply.steps = None  # (a reply partly searched by beams has no complete record)
+        elif reply.steps is None and not reply.ids:
+            reply.steps = []  # a reply whose earlier tokens were not recorded stays unrecorded
         if cfg.beam_search:
             fresh_logits, fresh_state = self._fresh_start() if cfg.relevance > 0 else (None, None)
             pieces = beam_reply(self.model, self.tokenizer, self.state, logits, cfg, reply,
