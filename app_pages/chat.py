@@ -17,6 +17,7 @@ import streamlit as st
 from app_pages.catalog import list_checkpoints
 from app_pages.pacing import StreamStats, paced
 from app_pages.plain_text import escape_markdown, escape_stream
+from app_pages.token_view import token_view_toggle
 from app_pages.resources import (conversation_owner, conversation_store, keep_conversation_in_url,
                                  login_configured, models_dir, open_model, relative_paths,
                                  signed_in_account)
@@ -146,6 +147,7 @@ def current_session(info, sampling) -> ChatSession:
         new_conversation()
     if (state.get("chat_conv"), state.get("chat_model")) != (state.conv_id, (info.name, mtime)):
         state.chat = ChatSession(ckpt.model, ckpt.tokenizer, sampling, engine=engine)
+        state.chat.record_steps = True  # each sampled token's TokenStep, for the token view
         stored = state.pop("conv_pending", None)
         if stored is not None:
             state.conv_notice = restore_session(state.chat, stored, ckpt.fingerprint)
@@ -221,6 +223,12 @@ def stats_caption(turn) -> None:
         st.caption(caption)
 
 
+def token_view(chat: ChatSession, index: int) -> None:
+    """The token view's toggle under reply `index` (app_pages/token_view.py)."""
+    reply = chat.turns[index].reply
+    token_view_toggle(chat.tokenizer, reply.steps, reply.ids, f"tokens-{state.conv_id}-{index}")
+
+
 def show_user(text: str, cut_from: int | None = None) -> None:
     with st.chat_message("user"):
         st.markdown(escape_markdown(text))
@@ -243,6 +251,7 @@ def show_turns(chat: ChatSession, upto: int) -> None:
         with st.chat_message("assistant"):
             show_reply(turn.reply.text)
             stats_caption(turn)
+            token_view(chat, index)
 
 
 def show_streamed_reply(chat: ChatSession, pieces, started: float, prefix: str = "") -> None:
@@ -279,6 +288,7 @@ def show_streamed_reply(chat: ChatSession, pieces, started: float, prefix: str =
             record()
             recorded = True
             stats_caption(turn)
+            token_view(chat, len(chat.turns) - 1)
     finally:  # also after a Stop or a click: the numbers of what was sampled, and the turn
         chat.on_beam_step = None
         chunks.close()
