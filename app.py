@@ -8,7 +8,7 @@ a new model on your own text in the background).
 import streamlit as st
 
 from app_pages.resources import keep_conversation_in_url, models_dir
-from app_pages.train_job import DEFAULT_BUDGET_MINUTES
+from app_pages.train_job import DEFAULT_BUDGET_MINUTES, DEFAULT_TOKENIZER
 from chatbot.chat.sampling import SETTINGS as SAMPLING_SETTINGS, SamplingConfig
 
 st.set_page_config(page_title="lstm-chat", page_icon=":material/memory:")
@@ -18,7 +18,7 @@ st.set_page_config(page_title="lstm-chat", page_icon=":material/memory:")
 SAMPLING = SamplingConfig()
 SETTINGS = {**{key: getattr(SAMPLING, key) for key in SAMPLING_SETTINGS},
             "use_seed": False, "seed": 0, "show_memory": False,
-            "tokenizer": "char", "vocab_size": 2000, "preset": "auto", "budget": DEFAULT_BUDGET_MINUTES, "source": "Upload a file"}
+            "tokenizer": DEFAULT_TOKENIZER, "vocab_size": 0, "preset": "auto", "budget": DEFAULT_BUDGET_MINUTES, "source": "Upload a file"}
 for key, default in SETTINGS.items():
     st.session_state[key] = st.session_state.get(key, default)
 if (models_dir() / str(st.session_state.get("model_name"))).is_dir():

@@ -50,7 +50,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         "explicitly override it. cpu: the best loss per minute on a CPU")
     g = p.add_argument_group("tokenizer")
     g.add_argument("--tokenizer", choices=KINDS, default="char")
-    g.add_argument("--vocab-size", type=int, help="SentencePiece vocabulary size (bpe/unigram)")
+    g.add_argument("--vocab-size", type=int, help="SentencePiece vocabulary size (bpe/unigram); default: "
+                   "fitted to the corpus (what it must hold, plus 1 piece per 200 characters, 300 to 2,000)")
     g = p.add_argument_group("model")
     g.add_argument("--cell", choices=list(CELLS), default="lstm")
     g.add_argument("--layers", type=int, default=2, help="stacked recurrent layers")

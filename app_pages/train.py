@@ -21,7 +21,7 @@ from app_pages.uploads import save_upload
 from chatbot.errors import ChatbotError
 from chatbot.text.corpus import CORPUS_SUFFIXES, load_corpus
 from chatbot.train.budget import EVALUATIONS, RECIPE, Plan, plan_for_budget, too_few_steps_warning
-from chatbot.text.tokenizers import CharTokenizer
+from chatbot.text.tokenizers import SENTENCEPIECE_FIXED, CharTokenizer, fitted_vocab_size
 from chatbot.train.presets import PRESETS
 
 NAME_RULE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
@@ -44,10 +44,11 @@ def corpus_summary(path: str, stamp: tuple) -> dict:
     try:
         text = load_corpus(path)
         vocab = CharTokenizer.train(text.texts()).vocab_size
+        distinct = len(set().union(*map(set, text.texts())))
     except ChatbotError as exc:
         return {"error": str(exc)}
     return {"characters": text.characters, "conversations": text.conversations, "is_chat": text.is_chat,
-            "char_vocab": vocab}
+            "char_vocab": vocab, "distinct": distinct}
 
 
 @st.cache_data(ttl=60, max_entries=32, show_spinner="Timing a few training steps on this machine…")
@@ -192,17 +193,23 @@ st.caption(f"{escape_markdown(corpus.name)}: {chars:,} characters"
            + (f", {summary['conversations']:,} conversations" if is_chat else ""))
 
 left, right = st.columns(2)
-kind = left.selectbox("Tokenizer", ["char", "bpe", "unigram"], key="tokenizer",
-                      help="char: one token per character. bpe/unigram: SentencePiece subwords.")
-vocab = right.number_input("Vocabulary size", 300, 32000, step=100, key="vocab_size",
-                           disabled=kind == "char", help="SentencePiece only")
+kind = left.selectbox("Tokenizer", ["bpe", "unigram", "char"], key="tokenizer",
+                      help="bpe/unigram: SentencePiece subwords (whole words learn faster). char: one "
+                           "token per character.")
+fitted, needed = fitted_vocab_size(summary["distinct"], chars), SENTENCEPIECE_FIXED + summary["distinct"]
+vocab = right.number_input("Vocabulary size (0 = fitted)", 0, 32000, step=100, key="vocab_size",
+                           disabled=kind == "char",
+                           help=f"SentencePiece only. 0 fits it to the corpus: {fitted:,} for this one.")
+if kind != "char" and 0 < vocab < needed:
+    st.warning(f"A vocabulary of {vocab:,} is too small for this corpus's {summary['distinct']:,} distinct "
+               f"characters: use 0 (fitted: {fitted:,}) or at least {needed:,}.")
 preset_name = left.selectbox("Model size", ["auto", *PRESETS], key="preset",
                              format_func=lambda n: "auto: the largest that learns in the budget" if n == "auto"
                              else f"{n}: {PRESETS[n].num_layers}×{PRESETS[n].hidden_size}")
 preset = PRESETS.get(preset_name)
 budget_minutes = right.number_input("Time budget (minutes)", 0.1, 240.0, step=0.5, key="budget")
 tokens = chars if kind == "char" else chars // 3
-vocab_guess = min(summary["char_vocab"] + 3, 4000) if kind == "char" else int(vocab)
+vocab_guess = min(summary["char_vocab"] + 3, 4000) if kind == "char" else int(vocab or fitted)
 train_tokens = int(tokens * 0.9)
 if running:
     st.caption("The size a budget buys is timed once this run is over.")  # timing now would slow it
@@ -231,7 +238,7 @@ if problem:
 request = None
 if name and problem is None:
     request = JobRequest(corpus=corpus, out=models_dir() / name, tokenizer=kind,
-                         vocab_size=None if kind == "char" else int(vocab), preset=preset,
+                         vocab_size=None if kind == "char" or not vocab else int(vocab), preset=preset,
                          time_budget=budget_minutes * 60)
 st.button("Train", type="primary", key="train", disabled=request is None or running,
           on_click=start_training, args=(request,),

@@ -33,6 +33,9 @@ from chatbot.train.presets import Preset
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_BUDGET_MINUTES = 3.0  # the Train page's budget until changed (bench/train_page_quality.py)
+# The Train page's tokenizer until changed: subwords, their number fitted to the corpus (bpe
+# beat char on a 200 KB chat upload in the same budget: bench/README.md#training-on-the-train-page)
+DEFAULT_TOKENIZER = "bpe"
 JOB_FILE = "train-job.json"  # in the data folder: the last run this server started
 OUTPUT_FILE = "train_output.txt"  # in the run folder: what train_lm.py printed
 

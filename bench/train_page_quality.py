@@ -1,7 +1,8 @@
 """Is the model a new user trains on the Train page worth chatting with? The user uploads a
-~200 KB corpus, keeps every default (char tokenizer, size "auto") and trains for the page's
-default budget; the same file then trains with each fixed preset given the same budget from
-the command line (`train_lm.py --preset NAME --time-budget S`), one after the other.
+~200 KB corpus, keeps every default (bpe tokenizer with a fitted vocabulary, size "auto")
+and trains for the page's default budget; the same file then trains with each fixed preset
+given the same budget from the command line (`train_lm.py --preset NAME --time-budget S`,
+whose default tokenizer is char), one after the other.
 
 For each: the saved model's validation nats/char and the share of the words in its sample
 replies (8 messages of the corpus, the Chat page's sampling) that are words of the corpus,
@@ -24,7 +25,7 @@ from pathlib import Path
 from measure import ROOT, run_train_lm, smoke_corpus
 
 sys.path.insert(0, str(ROOT))
-from app_pages.train_job import DEFAULT_BUDGET_MINUTES, JobRequest, JobSlot  # noqa: E402
+from app_pages.train_job import DEFAULT_BUDGET_MINUTES, DEFAULT_TOKENIZER, JobRequest, JobSlot  # noqa: E402
 from chatbot.train.presets import PRESETS  # noqa: E402
 
 
@@ -55,7 +56,7 @@ def result(out: Path, recipe: str) -> dict:
 
 
 def page_run(corpus: Path, out: Path, data: Path, budget: float) -> dict:
-    job = JobSlot(data).start(JobRequest(corpus, out, "char", None, None, budget))
+    job = JobSlot(data).start(JobRequest(corpus, out, DEFAULT_TOKENIZER, None, None, budget))
     while job.snapshot().active:
         time.sleep(1.0)
     snap = job.snapshot()
@@ -92,7 +93,8 @@ def main(argv=None) -> int:
                 fixed.append(result(here / preset, f"`--preset {preset}`"))
             rows.append((Path(name).name, file.stat().st_size, page, fixed))
     print(f"{args.budget:g} s of training per run (the page's default budget is "
-          f"{DEFAULT_BUDGET_MINUTES * 60:g} s); char tokenizer; one run each, one after the other:\n")
+          f"{DEFAULT_BUDGET_MINUTES * 60:g} s); the page with its {DEFAULT_TOKENIZER} tokenizer, the presets "
+          f"with the CLI's char; one run each, one after the other:\n")
     print("| corpus (upload) | recipe | size | steps | val nats/char | corpus words | verdict |")
     print("|---|---|---|---:|---:|---:|---|")
     for name, size, page, fixed in rows:

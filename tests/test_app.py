@@ -173,6 +173,7 @@ def test_train_page_trains_an_uploaded_corpus_into_a_selectable_model(app_env, t
     at.run()
     assert not at.error, [e.value for e in at.error]
     assert at.selectbox(key="preset").value == "auto"  # the budget picks the size
+    assert (at.selectbox(key="tokenizer").value, at.number_input(key="vocab_size").value) == ("bpe", 0)  # fitted
     at.number_input(key="budget").set_value(0.1)  # six seconds
     at.text_input(key="model_out").set_value("fresh")
     at.run()
@@ -197,6 +198,7 @@ def test_train_page_trains_an_uploaded_corpus_into_a_selectable_model(app_env, t
     config = json.loads((app_env / "fresh" / "config.json").read_text())
     assert config["training"]["time_budget"] == pytest.approx(6.0)
     assert config["training"]["fit_budget"] == "size"
+    assert config["tokenizer"]["kind"] == "bpe" and config["tokenizer"]["vocab_size"] > 260  # subwords, fitted
 
 
 def test_a_size_that_gets_too_few_steps_is_warned_about_before_training(app_env, tmp_path):
@@ -211,6 +213,9 @@ def test_a_size_that_gets_too_few_steps_is_warned_about_before_training(app_env,
     warnings = [w.value.replace("\\", "") for w in at.warning]
     assert any(w.startswith("2×512 gets about") and "steps in 6 seconds here" in w for w in warnings), warnings
     assert not any("give it a time budget of minutes" in c.value for c in at.caption)
+    at.number_input(key="vocab_size").set_value(300).run()  # less than its characters need
+    warnings = [w.value.replace("\\", "") for w in at.warning]
+    assert any("A vocabulary of 300 is too small" in w and "use 0 (fitted:" in w for w in warnings), warnings
 
 
 def test_a_broken_model_folder_is_listed_with_its_reason_and_the_page_works(app_env):

@@ -1,6 +1,7 @@
 """The commands a user types: terminal chat, generate, and every bad input getting a clear
 one-line error (exit code 2, no traceback)."""
 
+import json
 import pickle
 
 import pytest
@@ -76,8 +77,23 @@ def test_sentencepiece_vocab_the_corpus_cannot_support(tmp_path):
     corpus = write_chat_corpus(tmp_path / "c.jsonl", repeats=2)
     refused(run_cli("train_lm.py", "--corpus", str(corpus), "--out", str(tmp_path / "m"),
                     "--tokenizer", "bpe", "--vocab-size", "100"), "--vocab-size 100 is too small", "at least")
-    refused(run_cli("train_lm.py", "--corpus", str(corpus), "--out", str(tmp_path / "m"),
-                    "--tokenizer", "unigram"), "needs --vocab-size")
+
+
+def test_a_subword_tokenizer_without_a_vocab_size_gets_one_fitted_to_the_corpus(tmp_path):
+    from chatbot.text.corpus import load_corpus
+    from chatbot.text.tokenizers import fitted_vocab_size
+
+    corpus = write_chat_corpus(tmp_path / "c.jsonl", repeats=2)
+    result = run_cli("train_lm.py", "--corpus", str(corpus), "--out", str(tmp_path / "m"), "--tokenizer", "bpe",
+                     "--max-steps", "1", "--seq-len", "16", "--batch-size", "2", "--hidden-size", "16", "--layers", "1")
+    assert result.returncode == 0, result.stderr
+    text = load_corpus(corpus)
+    fitted = fitted_vocab_size(len(set("".join(text.texts()))), text.characters)
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    distinct = len(set("".join(text.texts())))
+    assert fitted == 260 + distinct + 300  # a small corpus: the fewest learned pieces
+    # SentencePiece was asked for `fitted` and stops early where this little text runs out of merges
+    assert config["tokenizer"]["kind"] == "bpe" and 260 + distinct + 250 < config["tokenizer"]["vocab_size"] <= fitted
 
 
 def test_an_existing_run_is_never_overwritten(tiny_checkpoint, tmp_path, chat_corpus):
