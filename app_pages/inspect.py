@@ -1,11 +1,16 @@
-"""Inspect page: the gates and the cell state of the model you are chatting with.
+"""Inspect page: what the memory of the model you are chatting with follows in the text.
 
-For the last reply (or any text), per token and per layer: heatmaps of the forget, input and
-output gates and of the cell state for the most active units, and one unit's activation
-coloured over the text, character by character.
+For the last exchange (or any text): the units of a layer whose hidden state follows a
+nameable feature of the text (inside quotes, position in the line, whose turn it is, Korean,
+... found by correlation, as in Karpathy et al. 2015 and LSTMVis), drawn along the text one
+token per column; one unit coloured over the whole text; the gates and cell of those units,
+with what their values mean in plain words; and the saturated units, set apart.
+The full explanation is docs/inspect.md.
 """
 
 from __future__ import annotations
+
+import json
 
 import altair as alt
 import numpy as np
@@ -13,31 +18,29 @@ import pandas as pd
 import streamlit as st
 
 from app_pages.catalog import list_checkpoints
-from app_pages.plain_text import escape_markdown
 from app_pages.resources import loaded_model, models_dir, open_model
-from chatbot.lm.gates import Trace, memory_kept, trace
+from chatbot.lm.gates import Trace, half_life, memory_kept, trace
 from chatbot.lm.state import RecurrentState
+from chatbot.lm.units import (FEATURES, MIN_R, SHORT, correlations, pick_units, pieces, text_features, token_labels,
+                              usable)
 
 MAX_TOKENS = 2000
-MAX_COLUMNS = 400  # heatmap columns; longer texts are averaged into this many bins
-SHOWN = {"lstm": ["forget", "input", "output", "cell"], "gru": ["update", "reset", "candidate"],
-         "rnn": []}
+WINDOW = 36  # tokens drawn along the x axis at once, one per column
+DEFAULT_TEXT = ('She said "keep the cell state" (and the gates).\nThe forget gate decides what to keep.\n'
+                "안녕하세요! 반가워요.\nWhat is an LSTM? A network (with gates) that remembers.")
+GATES = {"lstm": ["forget", "input", "output", "cell"], "gru": ["update", "reset", "candidate"], "rnn": []}
+KEEP_GATE = {"lstm": "forget", "gru": "update"}
 ABOUT = {
-    "forget": "forget gate f_t: 1 keeps the cell's old value, 0 erases it",
-    "input": "input gate i_t: how much of the new candidate is written into the cell",
-    "output": "output gate o_t: how much of the cell is shown as the hidden state",
-    "cell": "cell state C_t: the long-term memory itself",
-    "update": "update gate z_t: 1 keeps the old hidden state, 0 replaces it",
-    "reset": "reset gate r_t: how much of the old state the candidate may look at",
-    "candidate": "candidate n_t: the new content proposed for the hidden state",
-    "hidden": "hidden state h_t: what the layer passes on",
+    "forget": "forget gate f: 1 keeps the cell's old value, 0 erases it",
+    "input": "input gate i: how much of the new candidate is written into the cell",
+    "output": "output gate o: how much of the cell is shown as h",
+    "cell": "cell state C: the memory itself (unbounded)",
+    "update": "update gate z: 1 keeps the old hidden state, 0 replaces it",
+    "reset": "reset gate r: how much of the old state the candidate may look at",
+    "candidate": "candidate: the new content proposed",
+    "hidden": "hidden state h: what the layer passes on (between -1 and 1)",
 }
 state = st.session_state
-
-
-def token_labels(tokenizer, ids: list[int]) -> list[str]:
-    marks = {tokenizer.user_id: "▸", tokenizer.bot_id: "◂", tokenizer.end_id: "¶"}
-    return [marks.get(i) or tokenizer.decode([i]).replace("\n", "⏎") or "·" for i in ids]
 
 
 @st.cache_data(max_entries=8, show_spinner="Running the explicit cells over the text…",
@@ -51,44 +54,72 @@ def traced(folder: str, mtime: float, ids: tuple[int, ...], start: RecurrentStat
     return {"cell": tr.cell, "layers": layers, "kept": memory_kept(tr)}
 
 
-def binned(values: np.ndarray) -> tuple[np.ndarray, int]:
-    """(steps, units) -> at most MAX_COLUMNS columns, averaging neighbouring steps."""
-    width = max(1, int(np.ceil(len(values) / MAX_COLUMNS)))
-    if width == 1:
-        return values, 1
-    pad = (-len(values)) % width
-    padded = np.concatenate([values, np.repeat(values[-1:], pad, axis=0)]) if pad else values
-    return padded.reshape(-1, width, values.shape[1]).mean(axis=1), width
+def legend(title: str) -> alt.Legend:
+    """A colour bar above the chart, its title and labels never cut short."""
+    return alt.Legend(title=title, orient="top", direction="horizontal", gradientLength=220,
+                      titleLimit=0, labelLimit=0, labelOverlap=True)
 
 
-def heatmap(values: np.ndarray, units: list[int], labels: list[str], name: str):
-    data, width = binned(values[:, units])
-    rows = [{"step": t * width, "unit": str(u), "value": float(data[t, k]),
-             "token": labels[t * width] if width == 1 else f"tokens {t * width}-{t * width + width - 1}"}
-            for t in range(len(data)) for k, u in enumerate(units)]
-    gate = name not in ("cell", "candidate", "hidden")
-    scale = (alt.Scale(domain=[0, 1], scheme="viridis") if gate
-             else alt.Scale(domainMid=0, scheme="redblue", reverse=True))
-    return (alt.Chart(pd.DataFrame(rows)).mark_rect()
-            .encode(x=alt.X("step:O", title="token", axis=alt.Axis(labels=False, ticks=False)),
-                    y=alt.Y("unit:O", sort=[str(u) for u in units], title="unit"),
-                    color=alt.Color("value:Q", scale=scale, title=name),
+def along_text(values: np.ndarray, rows: list[tuple[int, str]], labels: list[str], start: int, name: str):
+    """A heatmap with the text along the x axis, one token per column (its characters are
+    the axis labels), and one row per (unit, row label)."""
+    end = min(len(labels), start + WINDOW)
+    shown = labels[start:end]
+    data = pd.DataFrame([{"step": t, "row": label, "unit": unit, "token": labels[t], "value": float(values[t, unit])}
+                         for t in range(start, end) for unit, label in rows])
+    if name in ("forget", "input", "output", "update", "reset"):
+        scale = alt.Scale(domain=[0, 1], scheme="viridis")
+    elif name in ("hidden", "candidate"):
+        scale = alt.Scale(domain=[-1, 1], scheme="redblue", reverse=True)
+    else:  # the cell: unbounded, symmetric around 0
+        top = float(np.abs(values[start:end][:, [u for u, _ in rows]]).max()) or 1.0
+        scale = alt.Scale(domain=[-top, top], scheme="redblue", reverse=True)
+    wide = any(len(label) > 2 for label in shown)  # word pieces: stand the labels up
+    x_axis = alt.Axis(labelExpr=f"{json.dumps(shown, ensure_ascii=False)}[datum.value - {start}]",
+                      labelAngle=-90 if wide else 0, labelFont="monospace", labelFontSize=13,
+                      labelAlign="right" if wide else "center", labelBaseline="middle" if wide else "top",
+                      labelOverlap=False, labelLimit=0, ticks=False, title=None, orient="bottom")
+    return (alt.Chart(data).mark_rect()
+            .encode(x=alt.X("step:O", axis=x_axis),
+                    y=alt.Y("row:N", sort=[label for _, label in rows], title=None,
+                            axis=alt.Axis(labelLimit=0, labelOverlap=False, labelFontSize=12)),
+                    color=alt.Color("value:Q", scale=scale, legend=legend(ABOUT[name])),
                     tooltip=["step", "token", "unit", alt.Tooltip("value:Q", format=".3f")])
-            .properties(height=max(120, 9 * len(units)), title=ABOUT[name]))
+            .properties(width=alt.Step(14), height=alt.Step(18)))
 
 
-def unit_over_text(values: np.ndarray, labels: list[str], unit: int, per_line: int = 60):
-    """The text as a grid of tokens, each coloured by the unit's activation there."""
-    rows = [{"col": i % per_line, "line": i // per_line, "token": labels[i], "value": float(values[i, unit]),
-             "step": i} for i in range(len(labels))]
-    base = alt.Chart(pd.DataFrame(rows)).encode(
-        x=alt.X("col:O", axis=None), y=alt.Y("line:O", axis=None))
+def unit_over_text(values: np.ndarray, labels: list[str], unit: int, per_line: int = 40):
+    """The whole text as lines of characters, each coloured by the unit's value after the token
+    it belongs to (Karpathy's picture); a line break or a full line starts a new line."""
+    rows, col, line = [], 0, 0
+    for step, label in enumerate(labels):
+        for ch in label:
+            rows.append({"col": col, "line": line, "char": ch, "token": label, "step": step,
+                         "value": float(values[step, unit])})
+            col += 1
+            if ch == "⏎" or col == per_line:
+                col, line = 0, line + 1
+    top = float(np.abs(values[:, unit]).max()) or 1.0
+    base = alt.Chart(pd.DataFrame(rows)).encode(x=alt.X("col:O", axis=None), y=alt.Y("line:O", axis=None))
     cells = base.mark_rect().encode(
-        color=alt.Color("value:Q", scale=alt.Scale(domainMid=0, scheme="redblue", reverse=True),
-                        title=f"unit {unit}"),
+        color=alt.Color("value:Q", scale=alt.Scale(domain=[-top, top], scheme="redblue", reverse=True),
+                        legend=legend(f"unit {unit}")),
         tooltip=["step", "token", alt.Tooltip("value:Q", format=".3f")])
-    text = base.mark_text(fontSize=12, font="monospace").encode(text="token:N")
-    return (cells + text).properties(height=22 * (len(labels) // per_line + 1))
+    text = base.mark_text(fontSize=13, font="monospace").encode(text="char:N")
+    return (cells + text).properties(width=alt.Step(15), height=alt.Step(22))
+
+
+def kept_per_unit(gate: np.ndarray, shown: list[int], name: str):
+    """How many units keep how much per step (each unit's mean over the text), the shown ones marked."""
+    means = gate.mean(axis=0)
+    data = pd.DataFrame({"kept": means, "unit": np.arange(len(means)),
+                         "shown": np.where(np.isin(np.arange(len(means)), shown), "units shown above", "other units")})
+    return (alt.Chart(data).mark_bar()
+            .encode(x=alt.X("kept:Q", bin=alt.Bin(extent=[0, 1], step=0.05),
+                            title=f"mean {name} gate over the text (memory kept per step)"),
+                    y=alt.Y("count():Q", title="units"),
+                    color=alt.Color("shown:N", legend=alt.Legend(title=None, orient="top", labelLimit=0)))
+            .properties(width=520, height=160))
 
 
 st.title("Inspect the memory")
@@ -107,18 +138,17 @@ chat = state.get("chat")
 has_reply = chat is not None and chatting == name and chat.turns
 source = st.radio("What to look at", ["The last reply", "Text I type"], horizontal=True,
                   index=0 if has_reply else 1, key="inspect_source")
-start = None
+start_state = None
 if source == "The last reply":
     if not has_reply:
         st.info(f"No reply from {name} yet: chat with it on the Chat page, or type some text.")
         st.stop()
     turn = chat.turns[-1]
     ids = turn.prompt_ids + turn.reply.ids
-    start = turn.state_before_user
+    start_state = turn.state_before_user
     st.caption("Your last message and the bot's reply, from the state the conversation had before it.")
 else:
-    text = st.text_area("Text", "The forget gate decides what the cell state keeps. \"Quotes\" open and close.",
-                        key="inspect_text", max_chars=20_000)
+    text = st.text_area("Text", DEFAULT_TEXT, key="inspect_text", max_chars=20_000)
     ids = tokenizer.encode(text)
 if not ids:
     st.stop()
@@ -126,37 +156,117 @@ if len(ids) > MAX_TOKENS:
     st.warning(f"Showing the first {MAX_TOKENS:,} of {len(ids):,} tokens.")
     ids = ids[:MAX_TOKENS]
 
-result = traced(str(info.folder), mtime, tuple(ids), start)
-labels = token_labels(tokenizer, ids)
+result = traced(str(info.folder), mtime, tuple(ids), start_state)
+texts = pieces(tokenizer, ids)
+axis_labels, grid_labels = token_labels(texts, ids, "␣"), token_labels(texts, ids)
 layers = result["layers"]
 cfg = ckpt.model.config
-left, mid, right = st.columns(3)
+left, right = st.columns(2)
 layer = left.selectbox("Layer", range(len(layers)), index=len(layers) - 1, key="inspect_layer",
                        format_func=lambda i: f"layer {i + 1} of {len(layers)}")
-count = mid.slider("Units shown", 4, min(64, cfg.hidden_size), min(24, cfg.hidden_size), key="inspect_units")
-if result["kept"] is not None:
-    right.metric("Memory kept per step", f"{result['kept']:.3f}",
-                 help="mean forget gate (LSTM) or update gate (GRU) over these tokens, units and layers")
-
+count = right.slider("Units shown", 2, min(24, cfg.hidden_size), min(8, cfg.hidden_size), key="inspect_units")
 values = layers[layer]
-activity = values["cell" if "cell" in values else "hidden"]
-ranking = np.argsort(-activity.std(axis=0))  # the units that change the most over the text
-units = [int(u) for u in ranking[:count]]
-st.caption(f"{len(ids):,} tokens · {cfg.cell.upper()} layer {layer + 1} · the {count} units whose "
-           f"{'cell state' if 'cell' in values else 'hidden state'} varies most over this text"
-           + ("" if len(ids) <= MAX_COLUMNS else f" · columns average {int(np.ceil(len(ids) / MAX_COLUMNS))} tokens"))
-for gate in SHOWN[cfg.cell] + (["hidden"] if cfg.cell == "rnn" else []):
-    st.altair_chart(heatmap(values[gate], units, labels, gate), width="stretch")
+hidden = values["hidden"]
 
+# 1. Units that follow something nameable in the text.
+st.subheader("Units that follow something in the text")
+features = usable(text_features(texts, ids))
+r = correlations(hidden, features)
+trackers = pick_units(r, list(features), count)
+st.markdown("Each unit's hidden state *h* (what the layer passes on, between −1 and 1) is compared with "
+            "simple features of the text by their correlation *r*: +1 means the unit rises and falls "
+            "exactly with the feature, −1 exactly against it, 0 not at all. These are the units of this "
+            "layer that follow a feature best, the idea of Karpathy et al. 2015, [*Visualizing and "
+            "Understanding Recurrent Networks*](https://arxiv.org/abs/1506.02078), and of "
+            "[LSTMVis](https://arxiv.org/abs/1606.07461) (Strobelt et al.).")
+if not trackers:
+    st.info("This text is too uniform to compare with: it needs quotes, brackets, line breaks, turns or "
+            "two scripts. Type some, or chat first.")
+    st.stop()
+st.dataframe(pd.DataFrame({"unit": [t.unit for t in trackers], "follows": [FEATURES[t.feature] for t in trackers],
+                           "r": [round(t.r, 2) for t in trackers], "how strongly": [t.strength for t in trackers]}),
+             hide_index=True)
+best = {f: float(np.abs(r[k]).max()) for k, f in enumerate(features)}
+unfollowed = [f"{FEATURES[f]} (best |r| {v:.2f})" for f, v in best.items() if v < MIN_R]
+absent = [FEATURES[f] for f in FEATURES if f not in features]
+st.caption("; ".join(part for part in (
+    f"No unit of this layer follows: {', '.join(unfollowed)}" if unfollowed else "",
+    f"not in this text: {', '.join(absent)}" if absent else "") if part) or "Every feature is in this text.")
+rows = [(t.unit, f"{t.unit} {SHORT[t.feature]} {t.r:+.2f}") for t in trackers]
+first = 0
+if len(ids) > WINDOW:
+    last = len(ids) - WINDOW
+    if state.get("inspect_from", 0) > last:
+        state.inspect_from = last
+    first = st.slider("Tokens shown from", 0, last, 0, key="inspect_from",
+                      help=f"the charts show {WINDOW} tokens at a time, one per column")
+st.altair_chart(along_text(hidden, rows, axis_labels, first, "hidden"), width="content")
+st.caption("▸ starts your message, ◂ starts the bot's reply, ¶ ends a turn, ⏎ is a line break, ␣ a space. "
+           "Hover a square for its value.")
+
+# 2. One unit over the whole text.
 st.subheader("One unit over the text")
-unit = st.selectbox("Unit", units + [u for u in range(cfg.hidden_size) if u not in units],
-                    key="inspect_unit", help="ordered by activity")
-kind = st.radio("Show", [k for k in ("cell", "hidden") if k in values], horizontal=True, key="inspect_kind")
-st.altair_chart(unit_over_text(values[kind], labels, int(unit)), width="stretch")
-st.caption(escape_markdown("▸ starts your message, ◂ starts the bot's reply, ¶ ends a turn, ⏎ is a line break. "
-                           "Hover a token for its value."))
+units = [t.unit for t in trackers]
+unit = st.selectbox("Unit", units + [u for u in range(cfg.hidden_size) if u not in units], key="inspect_unit",
+                    format_func=lambda u: next((f"{u}: {FEATURES[t.feature]} (r {t.r:+.2f})" for t in trackers
+                                                if t.unit == u), str(u)))
+kind = st.radio("Show", [k for k in ("hidden", "cell") if k in values], horizontal=True, key="inspect_kind",
+                format_func={"hidden": "hidden state h", "cell": "cell state C"}.get)
+st.altair_chart(unit_over_text(values[kind], grid_labels, int(unit)), width="content")
 
-ranked = pd.DataFrame({"unit": units, "std over text": activity.std(axis=0)[units],
-                       "mean |value|": np.abs(activity).mean(axis=0)[units]})
-with st.expander("Most active units"):
-    st.dataframe(ranked, hide_index=True)
+# 3. The gates of those units, and what their values mean.
+if cfg.cell in KEEP_GATE:
+    st.subheader("The gates of these units")
+    keep = KEEP_GATE[cfg.cell]
+    if cfg.cell == "lstm":
+        top = float(np.abs(values["cell"]).max())
+        st.markdown(
+            f"**The cell state C is not bounded.** Each step adds to it (C = f·C + i·C̃), so a unit that "
+            f"keeps adding in one direction can reach large values: in this layer, up to {top:,.0f}. What "
+            f"the layer passes on is h = o·tanh(C), and tanh is already ±0.96 at C = ±2: past that, a "
+            f"larger C changes nothing downstream. A cell of 300 just means this unit is **firmly on** "
+            f"(−300: firmly off), and it would take many steps of forgetting to turn it around.")
+    st.markdown(
+        f"**Why the {keep} gate sits near 1.** Keeping memory is the default: a value of 1 keeps all of "
+        f"it, and anything less erases a little at every step, which adds up. At 0.99 per step half the "
+        f"memory is gone after {half_life(0.99):.0f} steps; at 0.9, after {half_life(0.9):.1f}; at 0.5, "
+        f"after one. So a unit meant to remember across a sentence needs 0.99 or more, and the picture "
+        f"for it is a flat bright block.")
+    gate = values[keep]
+    shown_kept, layer_kept = float(gate[:, units].mean()), float(gate.mean())
+    a, b, c = st.columns(3)
+    a.metric("Memory kept per step", f"{result['kept']:.3f}",
+             help=f"mean {keep} gate over these tokens and every unit of every layer")
+    b.metric(f"Layer {layer + 1}, all units", f"{layer_kept:.3f}")
+    c.metric("The units shown", f"{shown_kept:.3f}")
+    per_unit = gate.mean(axis=0)
+    st.caption(
+        f"“Memory kept per step” averages the {keep} gate over every unit of all {len(layers)} layers "
+        f"(a reply's caption on the Chat page averages over the reply's tokens only). Units differ "
+        f"widely, so the average says little about any one of them: in layer {layer + 1}, "
+        f"{int((per_unit >= 0.95).sum())} of {len(per_unit)} units keep 0.95 or more per step (a memory "
+        f"that lasts {half_life(0.95):.0f}+ steps) and {int((per_unit < 0.5).sum())} keep less than half "
+        f"(gone after one step). At {result['kept']:.3f} a memory halves in "
+        f"{half_life(result['kept']):.1f} steps; at the shown units' {shown_kept:.3f}, in "
+        f"{half_life(shown_kept):.1f}"
+        + (": units that follow the text must also let go of it." if shown_kept < layer_kept - 0.02 else "."))
+    st.altair_chart(kept_per_unit(gate, units, keep), width="content", height=220)
+    for name_ in GATES[cfg.cell]:
+        st.altair_chart(along_text(values[name_], rows, axis_labels, first, name_), width="content")
+
+    if cfg.cell == "lstm":
+        cell = values["cell"]
+        heavy = [int(u) for u in np.argsort(-np.abs(cell).mean(axis=0))[:8]]
+        with st.expander("The saturated units (integrators), and why they are not shown first"):
+            st.markdown("These units' cells are the largest in size. Their h = o·tanh(C) sits at its limit "
+                        "for most of the text, so they change little and follow none of the features: "
+                        "they are slow counters or switches set long ago. Earlier versions of this page "
+                        "led with them.")
+            st.dataframe(pd.DataFrame({
+                "unit": heavy, "mean |C|": np.abs(cell[:, heavy]).mean(axis=0).round(1),
+                "largest |C|": np.abs(cell[:, heavy]).max(axis=0).round(1),
+                "share of steps with |tanh C| > 0.99": (np.abs(np.tanh(cell[:, heavy])) > 0.99).mean(axis=0).round(2),
+                f"mean {keep} gate": gate[:, heavy].mean(axis=0).round(3),
+                "best |r| with a feature": np.abs(r[:, heavy]).max(axis=0).round(2) if len(r) else 0.0}),
+                hide_index=True)
+st.caption("What every value means, and how the units are chosen: docs/inspect.md in the project.")

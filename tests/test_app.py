@@ -228,7 +228,17 @@ def test_a_broken_model_folder_is_listed_with_its_reason_and_the_page_works(app_
     assert say(at, "hello") == escape_markdown("Hi! How are you today?")
 
 
+def inspect_axis(chart) -> list[str]:
+    """The characters along a heatmap's x axis: its labelExpr is `[labels...][datum.value - start]`."""
+    expr = json.loads(chart.proto.spec)["encoding"]["x"]["axis"]["labelExpr"]
+    return json.loads(expr[:expr.rindex("[datum.value")])
+
+
 def test_inspect_page_shows_the_last_reply_and_typed_text(app_env):
+    from chatbot.lm.checkpoint import load_checkpoint
+    from chatbot.lm.gates import memory_kept, trace
+    from chatbot.lm.units import pieces, token_labels, track_units
+
     at = start(temperature=0.0)
     at.sidebar.toggle(key="show_memory").set_value(True)
     at.run()
@@ -240,19 +250,47 @@ def test_inspect_page_shows_the_last_reply_and_typed_text(app_env):
     assert not at.exception, at.exception
     assert at.radio(key="inspect_source").value == "The last reply"
     charts = at.get("vega_lite_chart")
-    assert len(charts) == 5  # forget, input, output, cell state + one unit over the text
-    assert at.metric[0].label == "Memory kept per step"
-    assert 0 < float(at.metric[0].value) < 1
+    # tracking units, one unit over the text, kept per unit, forget, input, output, cell state
+    assert len(charts) == 7
+
+    # The units shown are the real model's best followers of the text's features, with their r.
+    turn = at.session_state.chat.turns[-1]
+    ids = turn.prompt_ids + turn.reply.ids
+    ckpt = load_checkpoint(app_env / "tiny")
+    tr = trace(ckpt.model, ids, turn.state_before_user)
+    texts = pieces(ckpt.tokenizer, ids)
+    expected = track_units(tr.layers[-1].h.numpy(), texts, ids, 8)
+    table = at.dataframe[0].value
+    assert table["unit"].tolist() == [t.unit for t in expected]
+    assert table["r"].tolist() == [round(t.r, 2) for t in expected]
+    assert "the bot's turn (vs. yours)" in table["follows"].tolist() or any(
+        "the bot's turn" in c.value for c in at.caption)  # followed, or said to be followed by none
+    # The text runs along the x axis, one character per column.
+    labels = token_labels(texts, ids, "␣")
+    assert inspect_axis(charts[0]) == labels[:36]
+    assert "".join(inspect_axis(charts[0])).startswith("▸what␣does␣the␣forget␣gate␣do?¶◂")
+    assert all(inspect_axis(chart) == labels[:36] for chart in charts[3:])  # and under every gate
+    # The values are explained in plain words, and the number agrees with the model's own.
+    words = " ".join(m.value for m in at.markdown)
+    assert "not bounded" in words and "firmly on" in words and "half the memory is gone after 69 steps" in words
+    assert [m.label for m in at.metric] == ["Memory kept per step", "Layer 2, all units", "The units shown"]
+    assert at.metric[0].value == f"{memory_kept(tr):.3f}"
+    assert at.metric[1].value == f"{tr.layers[-1].gates['forget'].mean():.3f}"
+    assert at.metric[2].value == f"{tr.layers[-1].gates['forget'][:, [t.unit for t in expected]].mean():.3f}"
+
     at.radio(key="inspect_source").set_value("Text I type").run()
     at.text_area(key="inspect_text").set_value("The cell state \"remembers\" quotes. " * 80).run()
     assert not at.exception, at.exception
     assert any("Showing the first 2,000" in w.value for w in at.warning)  # long text is capped
     at.selectbox(key="inspect_layer").set_value(0).run()
+    at.slider(key="inspect_from").set_value(100).run()  # the charts move along the text
+    typed = ckpt.tokenizer.encode(at.text_area(key="inspect_text").value)[:2000]
+    assert inspect_axis(at.get("vega_lite_chart")[0]) == token_labels(pieces(ckpt.tokenizer, typed), typed, "␣")[100:136]
     at.selectbox(key="inspect_unit").set_value(3).run()
-    assert not at.exception and len(at.get("vega_lite_chart")) == 5
+    assert not at.exception and len(at.get("vega_lite_chart")) == 7
 
 
-@pytest.mark.parametrize("cell, charts", [("gru", 4), ("rnn", 2)])
+@pytest.mark.parametrize("cell, charts", [("gru", 6), ("rnn", 2)])
 def test_inspect_page_for_gru_and_rnn_models(app_env, chat_corpus, cell, charts):
     from chatbot.lm.spec import TrainConfig
     from chatbot.train.loop import train
@@ -263,7 +301,8 @@ def test_inspect_page_for_gru_and_rnn_models(app_env, chat_corpus, cell, charts)
     say(at, "hello")
     at.switch_page("app_pages/inspect.py").run()
     assert not at.exception, at.exception
-    assert len(at.get("vega_lite_chart")) == charts  # gates (or the hidden state) + one unit
+    # tracking units + one unit (+ kept per unit and the gates for a GRU)
+    assert len(at.get("vega_lite_chart")) == charts
     assert bool(at.metric) == (cell == "gru")  # an RNN has no gate that keeps memory
 
 

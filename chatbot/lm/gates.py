@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from .model import GateBlock, LanguageModel
@@ -126,8 +127,23 @@ def trace(model: LanguageModel, ids: list[int], state: RecurrentState | None = N
 def memory_kept(tr: Trace) -> float | None:
     """How much of its memory the model kept per step, averaged over steps, units and layers:
     the mean forget gate f_t for an LSTM, the mean update gate z_t (the share of h_{t-1}
-    kept) for a GRU; None for a plain RNN, which has no such gate."""
+    kept) for a GRU; None for a plain RNN, which has no such gate.
+
+    It is one average over every unit, and units differ widely: in a trained model many keep
+    nearly everything (f above 0.95) while others forget within a few steps, so a picture of a
+    few chosen units can look quite unlike it. The Inspect page shows the spread per unit
+    beside this number."""
     name = {"lstm": "forget", "gru": "update"}.get(tr.cell)
     if name is None or len(tr.layers[0].h) == 0:
         return None
     return float(torch.stack([layer.gates[name].mean() for layer in tr.layers]).mean())
+
+
+def half_life(kept: float) -> float:
+    """Steps until a memory kept at this rate per step is halved: kept ** n = 1/2. A forget
+    gate of 0.99 still halves the cell's old content in about 69 steps; 0.5 in one."""
+    if kept >= 1:
+        return float("inf")
+    if kept <= 0:
+        return 0.0
+    return float(np.log(0.5) / np.log(kept))
