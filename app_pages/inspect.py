@@ -116,8 +116,8 @@ def kept_per_unit(gate: np.ndarray, shown: list[int], name: str):
                          "shown": np.where(np.isin(np.arange(len(means)), shown), "units shown above", "other units")})
     return (alt.Chart(data).mark_bar()
             .encode(x=alt.X("kept:Q", bin=alt.Bin(extent=[0, 1], step=0.05),
-                            title=f"mean {name} gate over the text (memory kept per step)"),
-                    y=alt.Y("count():Q", title="units"),
+                            title=f"units by their mean {name} gate over the text (memory kept per step)"),
+                    y=alt.Y("count():Q", title=None),
                     color=alt.Color("shown:N", legend=alt.Legend(title=None, orient="top", labelLimit=0)))
             .properties(width=520, height=160))
 
