@@ -198,7 +198,7 @@ if len(ids) > WINDOW:
     last = len(ids) - WINDOW
     if state.get("inspect_from", 0) > last:
         state.inspect_from = last
-    first = st.slider("Tokens shown from", 0, last, 0, key="inspect_from",
+    first = st.slider("Tokens shown from", 0, last, key="inspect_from",
                       help=f"the charts show {WINDOW} tokens at a time, one per column")
 st.altair_chart(along_text(hidden, rows, axis_labels, first, "hidden"), width="content")
 st.caption("▸ starts your message, ◂ starts the bot's reply, ¶ ends a turn, ⏎ is a line break, ␣ a space. "

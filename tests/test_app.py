@@ -288,6 +288,12 @@ def test_inspect_page_shows_the_last_reply_and_typed_text(app_env):
     assert inspect_axis(at.get("vega_lite_chart")[0]) == token_labels(pieces(ckpt.tokenizer, typed), typed, "␣")[100:136]
     at.selectbox(key="inspect_unit").set_value(3).run()
     assert not at.exception and len(at.get("vega_lite_chart")) == 7
+    at.text_area(key="inspect_text").set_value("The cell state. " * 4).run()  # shorter than where it was
+    typed = ckpt.tokenizer.encode("The cell state. " * 4)
+    assert not at.exception and not at.warning, (at.exception, at.warning)
+    assert inspect_axis(at.get("vega_lite_chart")[0]) == token_labels(pieces(ckpt.tokenizer, typed), typed, "␣")[-36:]
+    at.text_area(key="inspect_text").set_value("aaaa").run()  # nothing in it to follow
+    assert not at.exception and "too uniform" in at.info[0].value
 
 
 @pytest.mark.parametrize("cell, charts", [("gru", 6), ("rnn", 2)])

@@ -141,28 +141,34 @@ MIN_R = 0.3  # below this |r| a unit is not said to follow a feature
 
 
 def pick_units(r: np.ndarray, names: list[str], count: int) -> list[Tracker]:
-    """`count` different units, each with the feature it follows: first the best unit for each
-    feature that some unit follows with |r| >= MIN_R (features in order of their best |r|),
-    then the strongest remaining (unit, feature) pairs by |r|."""
+    """`count` different units, each with the feature it follows. In rounds, each feature that
+    some free unit follows with |r| >= MIN_R (features in order of their best |r|) takes its
+    best free unit, so every such feature is shown before any is shown twice; when none is
+    left, the strongest remaining (unit, feature) pairs by |r| fill up."""
     if r.size == 0:
         return []
-    order = np.dstack(np.unravel_index(np.argsort(-np.abs(r), axis=None, kind="stable"), r.shape))[0]
+    size = np.abs(r)
+    features = sorted(range(len(names)), key=lambda k: -size[k].max())
     picked: list[Tracker] = []
-    taken: set[int] = set()
-    covered: set[int] = set()
-    for feature, unit in order:  # pass 1: one unit per feature
-        if abs(r[feature, unit]) < MIN_R:
+    free = np.ones(r.shape[1], dtype=bool)
+
+    def take(feature: int, unit: int):
+        picked.append(Tracker(int(unit), names[feature], float(r[feature, unit])))
+        free[unit] = False
+
+    while len(picked) < count:
+        progress = False
+        for feature in features:
+            if len(picked) < count and free.any():
+                unit = int(np.argmax(np.where(free, size[feature], -1.0)))
+                if free[unit] and size[feature, unit] >= MIN_R:
+                    take(feature, unit)
+                    progress = True
+        if not progress:
             break
-        if feature not in covered and unit not in taken and len(picked) < count:
-            picked.append(Tracker(int(unit), names[feature], float(r[feature, unit])))
-            covered.add(feature)
-            taken.add(unit)
-    for feature, unit in order:  # pass 2: the strongest of the rest
-        if len(picked) >= count:
-            break
-        if unit not in taken:
-            picked.append(Tracker(int(unit), names[feature], float(r[feature, unit])))
-            taken.add(unit)
+    while len(picked) < count and free.any():  # nothing follows a feature: the strongest of the rest
+        feature, unit = np.unravel_index(np.argmax(np.where(free[None, :], size, -1.0)), r.shape)
+        take(feature, unit)
     return picked
 
 
