@@ -105,7 +105,8 @@ def unit_over_text(values: np.ndarray, labels: list[str], unit: int, per_line: i
         color=alt.Color("value:Q", scale=alt.Scale(domain=[-top, top], scheme="redblue", reverse=True),
                         legend=legend(f"unit {unit}")),
         tooltip=["step", "token", alt.Tooltip("value:Q", format=".3f")])
-    text = base.mark_text(fontSize=13, font="monospace").encode(text="char:N")
+    text = base.mark_text(fontSize=13, font="monospace").encode(
+        text="char:N", color=alt.condition(f"abs(datum.value) > {0.6 * top}", alt.value("white"), alt.value("black")))
     return (cells + text).properties(width=alt.Step(15), height=alt.Step(22))
 
 
