@@ -27,7 +27,9 @@ def main():
     with tempfile.TemporaryDirectory() as data, \
             app_server(args.models.resolve(), Path(data), Path(data) / "streamlit.log") as (url, _), \
             browser_page() as page:
-        page.set_viewport_size({"width": 1000, "height": 4200})  # the app scrolls inside itself: a tall window shows it all
+        # The app scrolls inside itself: a tall window shows it all. (Chromium then slows its
+        # animation frames, so the waits poll by the clock.)
+        page.set_viewport_size({"width": 1000, "height": 4200})
         page.goto(url + "/inspect")
         page.wait_for_function(f"""() => document.querySelectorAll('.vega-embed svg').length >= {CHARTS}
                                          && !document.querySelector('[data-testid="stSkeleton"]')""", polling=500)

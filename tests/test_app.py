@@ -285,7 +285,8 @@ def test_inspect_page_shows_the_last_reply_and_typed_text(app_env):
     at.selectbox(key="inspect_layer").set_value(0).run()
     at.slider(key="inspect_from").set_value(100).run()  # the charts move along the text
     typed = ckpt.tokenizer.encode(at.text_area(key="inspect_text").value)[:2000]
-    assert inspect_axis(at.get("vega_lite_chart")[0]) == token_labels(pieces(ckpt.tokenizer, typed), typed, "␣")[100:136]
+    typed_labels = token_labels(pieces(ckpt.tokenizer, typed), typed, "␣")
+    assert inspect_axis(at.get("vega_lite_chart")[0]) == typed_labels[100:136]
     at.selectbox(key="inspect_unit").set_value(3).run()
     assert not at.exception and len(at.get("vega_lite_chart")) == 7
     at.text_area(key="inspect_text").set_value("The cell state. " * 4).run()  # shorter than where it was

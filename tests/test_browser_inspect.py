@@ -39,7 +39,8 @@ CUT = """() => {
     if (box.right > column.right + 1) bad.push(`chart ${n} runs past the column`);
     svg.querySelectorAll('text').forEach(t => {
       const r = t.getBoundingClientRect();
-      if (r.width && (r.left < box.left - 1 || r.right > box.right + 1 || r.top < box.top - 1 || r.bottom > box.bottom + 1))
+      const out = r.left < box.left - 1 || r.right > box.right + 1 || r.top < box.top - 1 || r.bottom > box.bottom + 1;
+      if (r.width && out)
         bad.push(`chart ${n}: "${t.textContent}" is cut`);
     });
   });

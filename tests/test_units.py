@@ -28,7 +28,8 @@ def test_text_features_by_hand():
     kept = usable(f)
     assert "quote" in kept and "line" in kept  # the line position starts again three times
     assert "line" not in usable(text_features(list("abcdef"), [10] * 6))  # one line: just time
-    assert token_labels(texts, ids, "␣")[:2] == ["▸", "a"] and token_labels(["\n", " ", ""], [9, 9, 9], "␣") == ["⏎", "␣", "·"]
+    assert token_labels(texts, ids, "␣")[:2] == ["▸", "a"]
+    assert token_labels(["\n", " ", ""], [9, 9, 9], "␣") == ["⏎", "␣", "·"]
 
 
 def test_a_byte_piece_gets_its_character_when_the_character_is_complete():
