@@ -109,6 +109,25 @@ SETTINGS: dict[str, Setting] = {f.name: f.metadata["setting"] for f in fields(Sa
                                 if "setting" in f.metadata}
 
 
+# Named settings for comparing replies side by side (ChatSession.compare, the chat page's
+# Compare): each sets every sampling setting (the rest at its default), never the length, seed
+# or stop strings, which stay the user's; beam search is off.
+PRESETS: dict[str, dict] = {
+    "precise": {"temperature": 0.3, "top_k": 20},
+    "balanced": {"temperature": 0.8, "top_p": 0.95},
+    "creative": {"temperature": 1.2, "min_p": 0.02},
+}
+
+
+def preset(name: str, base: SamplingConfig) -> SamplingConfig:
+    """`base` with the sampling settings of PRESETS[name] (its length, seed and stops kept)."""
+    if name not in PRESETS:
+        raise ChatbotError(f"there is no preset {name!r}; the presets are {', '.join(PRESETS)}.")
+    defaults = SamplingConfig()
+    reset = {key: getattr(defaults, key) for key in SETTINGS if key != "max_new_tokens"}
+    return base.with_(**{**reset, **PRESETS[name]})
+
+
 STAGES = ("model", "repetition penalty", "temperature", "top-k", "top-p", "min-p", "typical-p")
 TOP_CANDIDATES = 10  # a TokenStep keeps the model's 10 likeliest tokens (and the one sampled)
 

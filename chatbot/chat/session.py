@@ -24,6 +24,7 @@ from .sampling import Reply, SamplingConfig, sample_reply
 
 MAX_MESSAGE_CHARS = 4000  # longer messages are cut to this (the turn records by how much)
 FEED_CHUNK = 1024  # tokens per forward when feeding text (see ChatSession.feed)
+MAX_COMPARED = 4  # the most settings one message is answered under at once (see compare)
 
 
 @dataclass
@@ -50,6 +51,23 @@ class SessionRecord:
     turns: list[Turn] = field(default_factory=list)
     state: RecurrentState | None = None  # the memory after the last turn (None: fresh)
     generator: torch.Tensor | None = None  # the sampling generator's position
+
+
+@dataclass
+class Candidate:
+    """One of the replies compare() makes to a message, under its own settings and generator."""
+
+    sampling: SamplingConfig
+    reply: Reply
+    generator: torch.Generator
+
+
+@dataclass
+class Comparison:
+    """A message answered under several settings, waiting for the user to keep one reply."""
+
+    turn: Turn  # not yet in the session's turns: keep() puts it there with the kept reply
+    candidates: list[Candidate]
 
 
 def reply_seed(seed: int, turn_number: int, tokens_so_far: int = 0) -> int:
@@ -89,6 +107,7 @@ class ChatSession:
         """Forget everything: zero state, empty transcript."""
         self.state = self.model.initial_state(1)
         self.turns: list[Turn] = []
+        self.comparing: Comparison | None = None  # replies compared, none kept yet (see compare)
         # (message, reply) pairs shown before `turns` whose memory is not in `state`: a
         # conversation restored under another model keeps its words but starts a fresh memory.
         self.earlier: list[tuple[str, str]] = []
@@ -111,6 +130,65 @@ class ChatSession:
     def send(self, message: str) -> Iterator[str]:
         """Feed the user's message, then stream the bot's reply piece by piece. A message
         over MAX_MESSAGE_CHARS is cut to that length (turn.cut_from says it was)."""
+        turn = self._feed_message(message)
+        self.turns.append(turn)
+        return self._generate(turn)
+
+    def compare(self, message: str, settings: list[SamplingConfig]) -> list[Iterator[str]]:
+        """Feed the message once, then answer it under each of 2 to MAX_COMPARED settings from
+        the same snapshot; returns one stream per setting (read them in any order, or in turns:
+        with an engine their tokens are chosen in one batch). Candidate i is sampled exactly
+        as a chat with settings[i] would sample this reply (with a seed, from the same seeded
+        generator). The session waits in `comparing` until keep() or discard_comparison()."""
+        if not 2 <= len(settings) <= MAX_COMPARED:
+            raise ChatbotError(f"compare 2 to {MAX_COMPARED} settings, not {len(settings)}.")
+        turn = self._feed_message(message)
+        place = len(self.turns) + 1  # the turn number the reply will have once kept
+        candidates = []
+        for cfg in settings:
+            generator = torch.Generator()
+            if cfg.seed is not None:
+                generator.manual_seed(reply_seed(cfg.seed, place))
+            else:
+                generator.seed()
+            candidates.append(Candidate(cfg, Reply(ids=[]), generator))
+        self.comparing = Comparison(turn, candidates)
+        return [self._pieces(turn.logits_before_reply, c.reply, c.sampling, c.generator,
+                             turn.state_before_reply.clone()) for c in candidates]
+
+    def keep(self, index: int) -> Turn:
+        """Keep compared reply `index` (close its stream first): the turn takes that reply,
+        the memory its state, the generator its position and the session its settings, so
+        the chat goes on as one that got that reply directly would. The others are dropped;
+        turn.stats["compared"] records the settings compared and which was kept."""
+        if self.comparing is None:
+            raise ChatbotError("there are no compared replies to keep.")
+        turn, candidates = self.comparing.turn, self.comparing.candidates
+        if not 0 <= index < len(candidates):
+            raise ChatbotError(f"there is no compared reply {index + 1}; there are {len(candidates)}.")
+        kept = candidates[index]
+        turn.reply = kept.reply
+        turn.stats = {"compared": {"settings": [c.sampling.settings() for c in candidates], "kept": index}}
+        self.turns.append(turn)
+        self.state = kept.reply.state if kept.reply.state is not None else turn.state_before_reply.clone()
+        self.generator.set_state(kept.generator.get_state())
+        self.sampling = kept.sampling
+        self.comparing = None
+        return turn
+
+    def discard_comparison(self) -> str:
+        """Drop every compared reply and the message with them (the memory goes back to
+        before it); returns the message so it can be edited."""
+        if self.comparing is None:
+            raise ChatbotError("there are no compared replies to discard.")
+        turn, self.comparing = self.comparing.turn, None
+        self.state = turn.state_before_user.clone()
+        return turn.user
+
+    def _feed_message(self, message: str) -> Turn:
+        """Feed `<|user|>message<|end|><|bot|>`; the turn it makes (not yet in `turns`)."""
+        if self.comparing is not None:
+            raise ChatbotError("keep one of the compared replies (or discard them) first.")
         message, cut_from = self._check(message)
         # A reply cut short (token limit, stop string, closed stream) never fed its <|end|>;
         # close that turn first so the model sees the layout it was trained on.
@@ -119,14 +197,12 @@ class ChatSession:
         ids = prefix + turn_ids(self.tokenizer, "user", message) + [self.tokenizer.bot_id]
         before_user = self.state.clone()
         logits = self.feed(ids)
-        turn = Turn(message, ids, before_user, self.state.clone(), logits, cut_from=cut_from)
-        self.turns.append(turn)
-        return self._generate(turn)
+        return Turn(message, ids, before_user, self.state.clone(), logits, cut_from=cut_from)
 
     def regenerate(self) -> Iterator[str]:
         """Sample the last reply again from the state snapshotted before it. With a seed the
         same reply comes back (the snapshot is exact); without one, a new version."""
-        if not self.turns:
+        if not self.turns or self.comparing is not None:
             raise ChatbotError("there is no reply to regenerate yet.")
         turn = self.turns[-1]
         self.state = turn.state_before_reply.clone()
@@ -135,7 +211,7 @@ class ChatSession:
 
     def continue_reply(self) -> Iterator[str]:
         """Extend the last reply from where it stopped (token limit, stop string or Stop)."""
-        if not self.turns:
+        if not self.turns or self.comparing is not None:
             raise ChatbotError("there is no reply to continue yet.")
         turn = self.turns[-1]
         if turn.reply.ended:
@@ -146,7 +222,10 @@ class ChatSession:
         return self._decode(turn.reply.next_logits, turn.reply)
 
     def rewind(self) -> str:
-        """Undo the last turn (message and reply); returns the message so it can be edited."""
+        """Undo the last turn (message and reply); returns the message so it can be edited.
+        While replies are compared, it drops them and their message."""
+        if self.comparing is not None:
+            return self.discard_comparison()
         if not self.turns:
             raise ChatbotError("there is nothing to rewind.")
         turn = self.turns.pop()
@@ -197,22 +276,25 @@ class ChatSession:
         return self._fresh
 
     def _decode(self, logits: torch.Tensor, reply: Reply) -> Iterator[str]:
-        """Sampling, or beam search when the settings ask for it."""
-        cfg = self.sampling
+        """The session's reply: its settings and generator, from its state, which then
+        follows the reply."""
+        pieces = self._pieces(logits, reply, self.sampling, self.generator, self.state)
+        return self._following(pieces, reply)
+
+    def _pieces(self, logits: torch.Tensor, reply: Reply, cfg: SamplingConfig,
+                generator: torch.Generator, state: RecurrentState) -> Iterator[str]:
+        """Sampling, or beam search when the settings ask for it, from `state`."""
         if cfg.beam_search or not self.record_steps:
             reply.steps = None  # (a reply partly searched by beams has no complete record)
         elif reply.steps is None and not reply.ids:
             reply.steps = []  # a reply whose earlier tokens were not recorded stays unrecorded
         if cfg.beam_search:
             fresh_logits, fresh_state = self._fresh_start() if cfg.relevance > 0 else (None, None)
-            pieces = beam_reply(self.model, self.tokenizer, self.state, logits, cfg, reply,
-                                fresh_logits, fresh_state, self.on_beam_step)
-        elif self.engine is not None:
-            pieces = self.engine.sample_reply(self.tokenizer, self.state, logits, cfg, self.generator, reply)
-        else:
-            pieces = sample_reply(self.stepper, self.tokenizer, self.state, logits, cfg,
-                                  self.generator, reply)
-        return self._following(pieces, reply)
+            return beam_reply(self.model, self.tokenizer, state, logits, cfg, reply,
+                              fresh_logits, fresh_state, self.on_beam_step)
+        if self.engine is not None:
+            return self.engine.sample_reply(self.tokenizer, state, logits, cfg, generator, reply)
+        return sample_reply(self.stepper, self.tokenizer, state, logits, cfg, generator, reply)
 
     def _following(self, pieces: Iterator[str], reply: Reply) -> Iterator[str]:
         """Stream `pieces`; however the stream ends (done, stopped, closed), the memory
