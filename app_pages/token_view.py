@@ -20,8 +20,8 @@ import streamlit as st
 from chatbot.chat.sampling import TokenStep
 from chatbot.text.tokenizers import Tokenizer
 
-LINE_COLUMNS = 72  # character cells per line of the token chart
-CELL_PX, LINE_PX = 8, 24
+LINE_COLUMNS = 56  # character cells per line of the token chart
+CELL_PX, LINE_PX = 11, 26
 MAX_SHOWN = 1500  # tokens drawn in the token chart (the numbers below cover the whole reply)
 
 
@@ -99,23 +99,29 @@ def token_frame(tokenizer: Tokenizer, steps: list[TokenStep]) -> pd.DataFrame:
 
 
 def token_chart(frame: pd.DataFrame) -> alt.LayerChart:
+    """The tokens in lines, each on a box shaded by the probability it was sampled with. On top
+    lies a clear copy of the boxes that takes the pointer (a letter would otherwise catch a
+    click meant for its token): hovering shows the tooltip, a click picks the token."""
     pick = alt.selection_point(name="pick", fields=["step"], on="click", clear=False)
     x = alt.X("x0:Q", scale=alt.Scale(domain=[0, LINE_COLUMNS], nice=False, zero=True), axis=None)
     y = alt.Y("line:O", axis=None)
     tooltip = ["step:Q", "token:N", alt.Tooltip("probability:Q", title="sampled with p", format=".3f"),
                alt.Tooltip("surprise (nats):Q", format=".2f")] + [
         f"{c}:N" for c in frame.columns if c.startswith("#")]
-    boxes = alt.Chart(frame).mark_rect(stroke="white", strokeWidth=1).encode(
-        x=x, x2="x1:Q", y=y, tooltip=tooltip,
-        color=alt.Color("probability:Q", title="sampled with p",
-                        scale=alt.Scale(scheme="blues", domain=[0, 1])),
-        strokeWidth=alt.condition(pick, alt.value(2.5), alt.value(1), empty=False),
-        stroke=alt.condition(pick, alt.value("#d62728"), alt.value("white"), empty=False)).add_params(pick)
-    words = alt.Chart(frame).mark_text(font="monospace", fontSize=13, align="center").encode(
+    base = alt.Chart(frame)
+    boxes = base.mark_rect().encode(
+        x=x, x2="x1:Q", y=y,
+        color=alt.Color("probability:Q", title="sampled with p", scale=alt.Scale(scheme="blues", domain=[0, 1]),
+                        legend=alt.Legend(orient="top", gradientLength=160)),
+        strokeWidth=alt.condition(pick, alt.value(3), alt.value(1), empty=False),
+        stroke=alt.condition(pick, alt.value("#d62728"), alt.value("white"), empty=False))
+    words = base.mark_text(font="monospace", fontSize=15, align="center").encode(
         x=alt.X("xm:Q", scale=alt.Scale(domain=[0, LINE_COLUMNS], nice=False, zero=True), axis=None),
-        y=y, text="token:N", tooltip=tooltip,
+        y=y, text="token:N",
         color=alt.condition("datum.probability > 0.6", alt.value("white"), alt.value("black")))
-    return alt.layer(boxes, words).properties(width=LINE_COLUMNS * CELL_PX, height=alt.Step(LINE_PX))
+    hits = base.mark_rect(fill="white", fillOpacity=0.001, cursor="pointer").encode(
+        x=x, x2="x1:Q", y=y, tooltip=tooltip).add_params(pick)
+    return alt.layer(boxes.properties(name="boxes"), words.properties(name="letters"), hits.properties(name="hits")).properties(width=LINE_COLUMNS * CELL_PX, height=alt.Step(LINE_PX))
 
 
 def along_chart(steps: list[TokenStep]) -> alt.Chart:
@@ -124,12 +130,10 @@ def along_chart(steps: list[TokenStep]) -> alt.Chart:
     long = pd.DataFrame([{"step": n + 1, "nats": v, "measure": m} for n, s in enumerate(steps)
                          for m, v in (("entropy", s.entropy), ("surprise of the sampled token", s.surprise))
                          if v != float("inf")])
-    base = alt.Chart(long).encode(x=alt.X("step:Q", title="token"), y=alt.Y("nats:Q", title="nats"),
-                                  color=alt.Color("measure:N", title=None, legend=alt.Legend(orient="top")),
-                                  tooltip=["step:Q", "measure:N", alt.Tooltip("nats:Q", format=".2f")])
-    return alt.layer(base.transform_filter("datum.measure == 'entropy'").mark_line(),
-                     base.transform_filter("datum.measure != 'entropy'").mark_point(size=12, opacity=0.5)
-                     ).properties(height=140)
+    return alt.Chart(long).mark_line(point=alt.OverlayMarkDef(size=14), strokeWidth=1.5).encode(
+        x=alt.X("step:Q", title="token"), y=alt.Y("nats:Q", title="nats"),
+        color=alt.Color("measure:N", title=None, legend=alt.Legend(orient="top", labelLimit=400)),
+        tooltip=["step:Q", "measure:N", alt.Tooltip("nats:Q", format=".2f")]).properties(width=560, height=300)
 
 
 def show_token_view(tokenizer: Tokenizer, steps: list[TokenStep], key: str) -> None:
@@ -146,7 +150,7 @@ def show_token_view(tokenizer: Tokenizer, steps: list[TokenStep], key: str) -> N
 
     shown = steps[:MAX_SHOWN]
     st.altair_chart(token_chart(token_frame(tokenizer, shown)), on_select=picked, key=f"{key}-chart",
-                    selection_mode="pick")
+                    selection_mode="pick", width="content")
     if len(steps) > MAX_SHOWN:
         st.caption(f"The chart shows the first {MAX_SHOWN:,} of {len(steps):,} tokens.")
     st.caption("Shaded by the probability each token was sampled with. Hover a token for the model's "
@@ -162,7 +166,7 @@ def show_token_view(tokenizer: Tokenizer, steps: list[TokenStep], key: str) -> N
     st.caption(f"Mean surprise {mean_surprise:.2f} nats/token (−ln of the model's own probability of "
                f"each sampled token) · mean entropy {sum(s.entropy for s in steps) / len(steps):.2f} nats "
                f"· {len(steps):,} tokens")
-    st.altair_chart(along_chart(steps), key=f"{key}-along")
+    st.altair_chart(along_chart(steps), key=f"{key}-along", width="content")
 
 
 def token_view_toggle(tokenizer: Tokenizer, steps: list[TokenStep] | None, ids: list[int], key: str) -> None:

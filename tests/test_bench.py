@@ -166,3 +166,11 @@ def test_training_throughput_rate_from_a_log_with_equal_times(tmp_path):
     (out / "config.json").write_text(json.dumps({"model": {}, "training": {"precision": "fp32"}}))
     result = training_throughput.preset_result(measure.read_training_run(out, 100.0))
     assert result["tokens_per_second"] == pytest.approx(160.0) and result["peak_rss_mb"] == 100.0
+
+
+def test_token_view_cost_smoke_prints_its_table():
+    r = run_cli("bench/token_view_cost.py", "--smoke")
+    assert r.returncode == 0, r.stderr
+    rows = [line for line in r.stdout.splitlines() if line.startswith(("| sample_reply", "| engine"))]
+    assert len(rows) == 6 and all(row.endswith("% |") for row in rows)
+    assert "the same tokens recorded or not, on every row: yes" in r.stdout
