@@ -15,6 +15,7 @@ import time
 import streamlit as st
 
 from app_pages.catalog import list_checkpoints
+from app_pages.compare import adopt, compare_choices, compared_line, show_comparison
 from app_pages.pacing import StreamStats, paced
 from app_pages.plain_text import escape_markdown, escape_stream
 from app_pages.token_view import token_view_toggle
@@ -218,7 +219,7 @@ def database_notice() -> None:
 
 
 def stats_caption(turn) -> None:
-    caption = stats_text(turn.stats, turn.reply.ended)
+    caption = stats_text(turn.stats, turn.reply.ended) or compared_line(turn.stats)
     if caption:
         st.caption(caption)
 
@@ -297,6 +298,20 @@ def show_streamed_reply(chat: ChatSession, pieces, started: float, prefix: str =
         save_conversation(chat)
 
 
+def keep_compared(index: int) -> None:
+    """A Keep button's callback: the chat goes on from that reply, under its settings (the
+    sidebar shows them), and the turn is saved with what was compared."""
+    turn = state.chat.keep(index)
+    turn.stats["compared"]["names"] = list(state.get("compared_names", []))
+    adopt(state.chat.sampling)
+    state.compare_save = True
+
+
+def discard_compared() -> None:
+    state.chat.discard_comparison()
+    state.compare_on = False
+
+
 def beam_progress(box, cfg: SamplingConfig):
     """What a beam search shows while it works: nothing is streamed until its hypotheses
     agree, so a line says how far it got (a few times a second). Drawing the line is also
@@ -370,6 +385,7 @@ with st.sidebar:
     left.button("New chat", width="stretch", on_click=new_conversation)
     regenerate = right.button("Regenerate", width="stretch")
     extend = st.button("Continue the last reply", width="stretch")
+    choices = compare_choices(chat.sampling)  # (app_pages/compare.py, docs/compare.md)
     left, right = st.columns(2)
     left.download_button("Markdown", lambda: transcript_markdown(chat, info.name), "transcript.md",
                          "text/markdown", width="stretch")
@@ -382,16 +398,20 @@ with st.sidebar:
                "each message is fed once, never the whole history. The Inspect page shows it.")
     saved_box = st.container()  # filled after the reply, so the list includes it
 
-message = st.chat_input("Message the bot", key="message", submit_mode="stop")
+message = st.chat_input("Message the bot", key="message", submit_mode="stop",
+                        disabled=chat.comparing is not None)  # (keep a compared reply first)
 
 if message is not None:
     state.conv_notice = None
 if state.get("conv_notice"):
     st.warning(escape_markdown(relative_paths(state.conv_notice)))
 started = time.perf_counter()
-pieces, prefix, refused = None, "", None
+pieces, prefix, refused, streams = None, "", None, None
 try:  # what this run asks for; a refusal (nothing to continue, an empty message) is shown
-    if message is not None:  # under the transcript, which stays on screen
+    if message is not None and choices is not None:  # under the transcript, which stays on screen
+        streams = chat.compare(message, [cfg for _, cfg in choices])
+        state.compared_names = [name for name, _ in choices]
+    elif message is not None:
         pieces = chat.send(message)
     elif regenerate or extend:
         prefix = chat.turns[-1].reply.text if extend and chat.turns else ""
@@ -403,6 +423,10 @@ try:
         show_turns(chat, len(chat.turns) - 1)
         show_user(chat.turns[-1].user, chat.turns[-1].cut_from)
         show_streamed_reply(chat, pieces, started, prefix)
+    elif chat.comparing is not None:
+        show_turns(chat, len(chat.turns))
+        show_user(chat.comparing.turn.user, chat.comparing.turn.cut_from)
+        show_comparison(chat, state.compared_names, streams, keep_compared, discard_compared)
     else:
         show_turns(chat, len(chat.turns))
         if not chat.turns and not chat.earlier and refused is None:
@@ -412,4 +436,6 @@ except ChatbotError as exc:
     refused = exc
 if refused is not None:
     st.error(escape_markdown(relative_paths(str(refused))))
+if state.pop("compare_save", False):  # a compared reply was kept: its turn is saved now
+    save_conversation(chat)
 saved_conversations(saved_box)
