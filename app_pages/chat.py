@@ -301,6 +301,8 @@ def show_streamed_reply(chat: ChatSession, pieces, started: float, prefix: str =
 def keep_compared(index: int) -> None:
     """A Keep button's callback: the chat goes on from that reply, under its settings (the
     sidebar shows them), and the turn is saved with what was compared."""
+    if state.chat.comparing is None:  # (a second click on a Keep button already used)
+        return
     turn = state.chat.keep(index)
     turn.stats["compared"]["names"] = list(state.get("compared_names", []))
     adopt(state.chat.sampling)
@@ -308,7 +310,8 @@ def keep_compared(index: int) -> None:
 
 
 def discard_compared() -> None:
-    state.chat.discard_comparison()
+    if state.chat.comparing is not None:
+        state.chat.discard_comparison()
     state.compare_on = False
 
 

@@ -99,7 +99,7 @@ def test_a_comparison_is_kept_or_discarded_before_anything_else(ckpt):
     next(streams[0])  # one column started, the others never read
     for attempt in (lambda: chat.send("again"), chat.regenerate, chat.continue_reply,
                     lambda: chat.compare("again", settings(1))):
-        with pytest.raises(ChatbotError):
+        with pytest.raises(ChatbotError, match="keep one of the compared replies"):
             attempt()
     with pytest.raises(ChatbotError, match="no compared reply 4"):
         chat.keep(3)

@@ -185,10 +185,13 @@ class ChatSession:
         self.state = turn.state_before_user.clone()
         return turn.user
 
+    def _not_comparing(self) -> None:
+        if self.comparing is not None:
+            raise ChatbotError("keep one of the compared replies (or discard them all) first.")
+
     def _feed_message(self, message: str) -> Turn:
         """Feed `<|user|>message<|end|><|bot|>`; the turn it makes (not yet in `turns`)."""
-        if self.comparing is not None:
-            raise ChatbotError("keep one of the compared replies (or discard them) first.")
+        self._not_comparing()
         message, cut_from = self._check(message)
         # A reply cut short (token limit, stop string, closed stream) never fed its <|end|>;
         # close that turn first so the model sees the layout it was trained on.
@@ -202,7 +205,8 @@ class ChatSession:
     def regenerate(self) -> Iterator[str]:
         """Sample the last reply again from the state snapshotted before it. With a seed the
         same reply comes back (the snapshot is exact); without one, a new version."""
-        if not self.turns or self.comparing is not None:
+        self._not_comparing()
+        if not self.turns:
             raise ChatbotError("there is no reply to regenerate yet.")
         turn = self.turns[-1]
         self.state = turn.state_before_reply.clone()
@@ -211,7 +215,8 @@ class ChatSession:
 
     def continue_reply(self) -> Iterator[str]:
         """Extend the last reply from where it stopped (token limit, stop string or Stop)."""
-        if not self.turns or self.comparing is not None:
+        self._not_comparing()
+        if not self.turns:
             raise ChatbotError("there is no reply to continue yet.")
         turn = self.turns[-1]
         if turn.reply.ended:
