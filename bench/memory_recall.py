@@ -3,7 +3,7 @@ back, with greedy decoding, in English and Korean; report how often the reply ho
 
 The facts are names, pets' names, code words and cities made up when the bench runs (the
 same invented-word generator as the corpus's memory curriculum, with another seed), and the
-bench checks that none of them occurs anywhere in the corpus, so a hit is a copy through
+bench checks that none of them occurs in the model's corpus or anywhere in corpora/, so a hit is a copy through
 the recurrent state, never a recitation.
 
     python bench/memory_recall.py --model models/default
@@ -163,7 +163,7 @@ def trial(ckpt, lang: str, kind: str, value: str, k: int, max_new_tokens: int,
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="models/default")
-    p.add_argument("--corpus", default=None, help="the corpus to check the facts against (default: the model's)")
+    p.add_argument("--corpus", default=None, help="a corpus to check the facts against (default: the model's); corpora/ is always checked too")
     p.add_argument("--trials", type=int, default=50, help="facts per language and distance")
     p.add_argument("--distances", type=int, nargs="+", default=[0, 1, 3, 6])
     p.add_argument("--kinds", nargs="+", default=list(FACTS["en"]), choices=list(FACTS["en"]))
@@ -184,15 +184,17 @@ def main(argv: list[str] | None = None) -> int:
 
     ckpt = load_checkpoint(args.model)
     corpus_path = args.corpus or (ckpt.spec.corpus.path if ckpt.spec.corpus else None)
-    corpus = load_corpus(ROOT / corpus_path if not Path(corpus_path).is_absolute() else corpus_path)
+    # The model's corpus and every corpus in the repo (a model fine-tuned on one corpus may
+    # have seen the others in earlier stages).
+    paths = dict.fromkeys(ROOT / p for p in (corpus_path, "corpora") if p)
     corpus_text = "\n".join(" ".join(t for _, t in piece) if isinstance(piece, list) else piece
-                            for _, piece in corpus.pieces()).lower()
+                            for path in paths for _, piece in load_corpus(path).pieces()).lower()
     rng = random.Random(args.seed)
     values = {lang: {kind: fresh_values(lang, kind, args.trials, corpus_text, rng) for kind in args.kinds}
               for lang in ("en", "ko")}
     model = ckpt.spec.model
     print(f"model: {args.model} ({model.cell} {model.num_layers}x{model.hidden_size}, "
-          f"{ckpt.spec.tokenizer.kind}); corpus: {corpus_path}; "
+          f"{ckpt.spec.tokenizer.kind}); corpus: {corpus_path} (and corpora/); "
           f"{args.trials} made-up facts per cell ({', '.join(args.kinds)}), none in the corpus; greedy")
     window = model.copy_window
     variants = [(f"recurrent state + copy head ({window} tokens)" if window else "recurrent state alone",
