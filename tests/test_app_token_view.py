@@ -86,6 +86,16 @@ def test_the_token_view_shows_the_reply_s_own_sampling(app_env):
         assert list(table["removed by"]) == [step.removed_by(i) or "" for i in range(len(step.candidates))]
     assert {"top-k", "min-p"} & set(table["removed by"])
 
+    # Regenerated shorter, the reply's view follows it (the chosen token number is kept in range).
+    at.number_input(key="max_new_tokens").set_value(2)
+    at.run()
+    next(b for b in at.sidebar.button if b.label == "Regenerate").click().run()
+    assert not at.exception, at.exception
+    steps = at.session_state.chat.turns[0].reply.steps
+    assert len(steps) == 2 and at.number_input(key=f"{key}-step").value == 2
+    table = at.chat_message[1].dataframe[0].value
+    assert list(table["sampled"]).index("✓") == steps[1].candidates.index(steps[1].token)
+
 
 def test_a_beam_search_reply_has_no_token_view_and_says_why(app_env):
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=600)

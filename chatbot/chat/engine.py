@@ -23,10 +23,10 @@ by the whole message, and short messages are not stuck behind it.
 The engine keeps at most LOOKAHEAD of a reply's tokens waiting for its reader, and wakes the
 reader for its first token, then every WAKE_EVERY tokens (a thread switch per token and
 session would cost more than the batching saves). The reader applies each token to its
-`Reply` as it takes it, so a reply stopped by its reader holds exactly the tokens the reader
-took (as the solo path's). Closing the reply's stream (Stop, a closed tab) takes it out of the
-batch at the next step, and the close waits until the engine has let go of the reply's
-generator. Beam search does not run here: it advances its beams as one batch of its own in
+`Reply` as it takes it (with the token's TokenStep when the reply is recorded), so a reply
+stopped by its reader holds exactly the tokens the reader took (as the solo path's).
+Closing the reply's stream (Stop, a closed tab) takes it out of the batch at the next step,
+and the close waits until the engine has let go of the reply's generator. Beam search does not run here: it advances its beams as one batch of its own in
 the session's thread, beside the engine, which it never blocks.
 
 The thread starts with the first request and ends after IDLE_EXIT_S seconds with nothing to

@@ -167,7 +167,9 @@ def _step_record(token: int, stages: list[tuple[str, torch.Tensor]], sampled_fro
     if token not in candidates:
         candidates.append(token)
         top = torch.tensor(candidates)
-    if len(stages) > 1:
+    if len(stages) == 2:
+        table = torch.stack([stages[0][1].softmax(-1), sampled_from])
+    elif len(stages) > 2:
         table = torch.cat([torch.stack([logits for _, logits in stages[:-1]]).softmax(-1), sampled_from[None]])
     else:
         table = sampled_from[None]
@@ -190,15 +192,15 @@ def choose_token(logits: torch.Tensor, cfg: SamplingConfig, previous: list[int],
     """Apply repetition penalty, temperature, top-k, top-p, min-p and typical-p to (vocab,)
     logits, in that order; sample. With a `steps` list, a TokenStep of this choice is appended
     to it (the same token either way: recording draws nothing from the generator)."""
+    stages = None if steps is None else [("model", logits.float())]  # (never written to)
     logits = logits.float().clone()
-    stages = None if steps is None else [("model", logits.clone())]
     if cfg.repetition_penalty != 1.0 and previous:
         seen = torch.tensor(sorted(set(previous)), dtype=torch.long)
         values = logits[seen]
         logits[seen] = torch.where(values > 0, values / cfg.repetition_penalty,
                                    values * cfg.repetition_penalty)
     if stages is not None and cfg.repetition_penalty != 1.0:
-        stages.append(("repetition penalty", logits.clone()))
+        stages.append(("repetition penalty", logits))  # (temperature makes a new tensor)
     if cfg.temperature == 0:
         token = int(logits.argmax())
         if stages is not None:
@@ -207,9 +209,9 @@ def choose_token(logits: torch.Tensor, cfg: SamplingConfig, previous: list[int],
             stages.append(("temperature", greedy))
             steps.append(_step_record(token, stages, greedy))
         return token
-    logits = scale_by_temperature(logits, cfg.temperature)
-    if stages is not None and cfg.temperature != 1.0:
-        stages.append(("temperature", logits.clone()))
+    logits = scale_by_temperature(logits, cfg.temperature)  # (a new tensor)
+    if stages is not None and cfg.temperature != 1.0:  # top-k and min-p write into theirs
+        stages.append(("temperature", logits.clone() if 0 < cfg.top_k < logits.numel() or cfg.min_p > 0 else logits))
     if 0 < cfg.top_k < logits.numel():
         kth = torch.topk(logits, cfg.top_k).values[-1]
         logits[logits < kth] = -math.inf
@@ -274,16 +276,41 @@ def choose_tokens(logits: torch.Tensor, cfgs: list[SamplingConfig], previous: li
         for row, i in enumerate(plain):
             if finite[row]:
                 q[row].exponential_(1, generator=generators[i])
+        recorded = []
         for row, (i, token) in enumerate(zip(plain, (probs / q).argmax(-1).tolist())):
             if finite[row]:
                 tokens[i] = token
                 if steps[i] is not None:
-                    stages = _unpenalised_stages(logits[i].float(), cfgs[i])
-                    if cfgs[i].temperature != 1.0:
-                        stages.append(("temperature", scaled[row]))
-                    steps[i].append(_step_record(token, stages, probs[row]))
+                    recorded.append(row)
+        if recorded:
+            _record_plain_rows(logits, probs, plain, recorded, tokens, cfgs, steps)
     return [token if token is not None else choose_token(logits[i], cfgs[i], previous[i], generators[i], steps[i])
             for i, token in enumerate(tokens)]
+
+
+def _record_plain_rows(logits: torch.Tensor, probs: torch.Tensor, plain: list[int], recorded: list[int],
+                       tokens: list[int | None], cfgs: list[SamplingConfig], steps: list) -> None:
+    """choose_token's TokenStep for each recorded plain row of a batch (rows `recorded` of
+    `probs`, the batch's sampled-from probabilities), all rows' numbers computed at once: a
+    plain row's stages are the model's distribution (the repetition penalty, on but with
+    nothing to penalise yet, the same) and the temperature's, which it was drawn from."""
+    batch = [plain[row] for row in recorded]
+    model = logits[batch].float()
+    drawn = torch.tensor([tokens[i] for i in batch])
+    index = torch.cat([torch.topk(model, min(TOP_CANDIDATES, model.shape[-1])).indices, drawn[:, None]], 1)
+    model_probs = model.softmax(-1)
+    entropy = (torch.logsumexp(model, -1) - (model_probs * model).sum(-1)).tolist()
+    before = model_probs.gather(1, index).tolist()
+    after = probs[recorded].gather(1, index).tolist()
+    for n, i in enumerate(batch):
+        cfg, token, candidates = cfgs[i], tokens[i], index[n].tolist()
+        size = len(candidates) - 1 if token in candidates[:-1] else len(candidates)
+        names = tuple(name for name, _ in _unpenalised_stages(model, cfg)) + (
+            ("temperature",) if cfg.temperature != 1.0 else ())
+        table = [[b] * (len(names) - 1) + [a] for b, a in zip(before[n][:size], after[n][:size])]
+        row = table[candidates.index(token)]
+        steps[i].append(TokenStep(token, names, candidates[:size], table, row[-1],
+                                  -math.log(row[0]) if row[0] > 0 else math.inf, max(entropy[n], 0.0)))
 
 
 def scale_by_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
