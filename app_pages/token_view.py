@@ -148,7 +148,7 @@ def show_token_view(tokenizer: Tokenizer, steps: list[TokenStep], key: str) -> N
         if chosen and isinstance(chosen[0].get("step"), int):
             st.session_state[chosen_key] = chosen[0]["step"]
 
-    if st.session_state.get(chosen_key, 1) > len(steps):  # a regenerated reply may be shorter
+    if st.session_state.get(chosen_key, 1) > len(steps):  # (a regenerated reply may be shorter)
         st.session_state[chosen_key] = len(steps)
     shown = steps[:MAX_SHOWN]
     st.altair_chart(token_chart(token_frame(tokenizer, shown)), on_select=picked, key=f"{key}-chart",
