@@ -192,7 +192,17 @@ def choose_token(logits: torch.Tensor, cfg: SamplingConfig, previous: list[int],
     """Apply repetition penalty, temperature, top-k, top-p, min-p and typical-p to (vocab,)
     logits, in that order; sample. With a `steps` list, a TokenStep of this choice is appended
     to it (the same token either way: recording draws nothing from the generator)."""
-    stages = None if steps is None else [("model", logits.float())]  # (never written to)
+    token, stages, sampled_from = _choose(logits, cfg, previous, generator, steps is not None)
+    if steps is not None:
+        steps.append(_step_record(token, stages, sampled_from))
+    return token
+
+
+def _choose(logits: torch.Tensor, cfg: SamplingConfig, previous: list[int], generator: torch.Generator,
+            record: bool) -> tuple[int, list[tuple[str, torch.Tensor]] | None, torch.Tensor | None]:
+    """choose_token's work: the token and, when `record`, each stage's logits and the
+    probabilities the token was drawn from (for its TokenStep)."""
+    stages = [("model", logits.float())] if record else None  # (never written to)
     logits = logits.float().clone()
     if cfg.repetition_penalty != 1.0 and previous:
         seen = torch.tensor(sorted(set(previous)), dtype=torch.long)
@@ -203,12 +213,12 @@ def choose_token(logits: torch.Tensor, cfg: SamplingConfig, previous: list[int],
         stages.append(("repetition penalty", logits))  # (temperature makes a new tensor)
     if cfg.temperature == 0:
         token = int(logits.argmax())
-        if stages is not None:
-            greedy = torch.zeros_like(logits)
-            greedy[token] = 1.0
-            stages.append(("temperature", greedy))
-            steps.append(_step_record(token, stages, greedy))
-        return token
+        if stages is None:
+            return token, None, None
+        greedy = torch.zeros_like(logits)
+        greedy[token] = 1.0
+        stages.append(("temperature", greedy))
+        return token, stages, greedy
     logits = scale_by_temperature(logits, cfg.temperature)  # (a new tensor)
     if stages is not None and cfg.temperature != 1.0:  # top-k and min-p write into theirs
         stages.append(("temperature", logits.clone() if 0 < cfg.top_k < logits.numel() or cfg.min_p > 0 else logits))
@@ -235,10 +245,7 @@ def choose_token(logits: torch.Tensor, cfg: SamplingConfig, previous: list[int],
         if stages is not None:
             stages.append(("typical-p", logits))
     probs = logits.softmax(-1)
-    token = int(torch.multinomial(probs, 1, generator=generator))
-    if stages is not None:
-        steps.append(_step_record(token, stages, probs))
-    return token
+    return int(torch.multinomial(probs, 1, generator=generator)), stages, probs
 
 
 def choose_tokens(logits: torch.Tensor, cfgs: list[SamplingConfig], previous: list[list[int]],
@@ -252,8 +259,10 @@ def choose_tokens(logits: torch.Tensor, cfgs: list[SamplingConfig], previous: li
     or a repetition penalty in effect, or whose scaled logits overflow, go through
     choose_token itself. A row with a list in `steps` gets choose_token's TokenStep appended
     (a recorded plain row is drawn in the batch and recorded from the batch's probabilities,
-    which its token was drawn from; a recorded greedy row goes through choose_token)."""
+    which its token was drawn from; a recorded greedy row goes through choose_token), the
+    numbers of all recorded rows computed together (_step_records)."""
     steps = steps if steps is not None else [None] * len(cfgs)
+    pending: dict[int, tuple] = {}  # row: (token, stages, sampled-from probabilities) to record
     tokens: list[int | None] = [None] * len(cfgs)
     greedy, plain, temperatures = [], [], []
     for i, (cfg, seen) in enumerate(zip(cfgs, previous)):
@@ -276,41 +285,49 @@ def choose_tokens(logits: torch.Tensor, cfgs: list[SamplingConfig], previous: li
         for row, i in enumerate(plain):
             if finite[row]:
                 q[row].exponential_(1, generator=generators[i])
-        recorded = []
         for row, (i, token) in enumerate(zip(plain, (probs / q).argmax(-1).tolist())):
             if finite[row]:
                 tokens[i] = token
                 if steps[i] is not None:
-                    recorded.append(row)
-        if recorded:
-            _record_plain_rows(logits, probs, plain, recorded, tokens, cfgs, steps)
-    return [token if token is not None else choose_token(logits[i], cfgs[i], previous[i], generators[i], steps[i])
-            for i, token in enumerate(tokens)]
+                    stages = _unpenalised_stages(logits[i].float(), cfgs[i])
+                    if cfgs[i].temperature != 1.0:
+                        stages.append(("temperature", scaled[row]))
+                    pending[i] = (token, stages, probs[row])
+    for i, token in enumerate(tokens):
+        if token is None:
+            tokens[i], stages, sampled_from = _choose(logits[i], cfgs[i], previous[i], generators[i],
+                                                      steps[i] is not None)
+            if steps[i] is not None:
+                pending[i] = (tokens[i], stages, sampled_from)
+    if pending:
+        for i, record in zip(pending, _step_records(list(pending.values()))):
+            steps[i].append(record)
+    return tokens
 
 
-def _record_plain_rows(logits: torch.Tensor, probs: torch.Tensor, plain: list[int], recorded: list[int],
-                       tokens: list[int | None], cfgs: list[SamplingConfig], steps: list) -> None:
-    """choose_token's TokenStep for each recorded plain row of a batch (rows `recorded` of
-    `probs`, the batch's sampled-from probabilities), all rows' numbers computed at once: a
-    plain row's stages are the model's distribution (the repetition penalty, on but with
-    nothing to penalise yet, the same) and the temperature's, which it was drawn from."""
-    batch = [plain[row] for row in recorded]
-    model = logits[batch].float()
-    drawn = torch.tensor([tokens[i] for i in batch])
-    index = torch.cat([torch.topk(model, min(TOP_CANDIDATES, model.shape[-1])).indices, drawn[:, None]], 1)
-    model_probs = model.softmax(-1)
-    entropy = (torch.logsumexp(model, -1) - (model_probs * model).sum(-1)).tolist()
-    before = model_probs.gather(1, index).tolist()
-    after = probs[recorded].gather(1, index).tolist()
-    for n, i in enumerate(batch):
-        cfg, token, candidates = cfgs[i], tokens[i], index[n].tolist()
+def _step_records(pending: list[tuple[int, list[tuple[str, torch.Tensor]], torch.Tensor]]) -> list[TokenStep]:
+    """_step_record for many rows of a batch at once, each (token, stages, sampled_from): the
+    same numbers, from a fixed number of tensor operations however many rows there are."""
+    tokens = [token for token, _, _ in pending]
+    models = torch.stack([stages[0][1] for _, stages, _ in pending])
+    index = torch.cat([torch.topk(models, min(TOP_CANDIDATES, models.shape[-1])).indices,
+                       torch.tensor(tokens)[:, None]], 1)
+    finals = torch.stack([sampled_from for _, _, sampled_from in pending]).gather(1, index).tolist()
+    model_probs = models.softmax(-1)
+    entropy = (torch.logsumexp(models, -1) - (model_probs * models).sum(-1)).tolist()
+    inner = [(r, logits) for r, (_, stages, _) in enumerate(pending) for _, logits in stages[:-1]]
+    before = torch.stack([logits for _, logits in inner]).softmax(-1).gather(
+        1, index[[r for r, _ in inner]]).tolist() if inner else []
+    out, k = [], 0
+    for r, ((token, stages, _), candidates) in enumerate(zip(pending, index.tolist())):
         size = len(candidates) - 1 if token in candidates[:-1] else len(candidates)
-        names = tuple(name for name, _ in _unpenalised_stages(model, cfg)) + (
-            ("temperature",) if cfg.temperature != 1.0 else ())
-        table = [[b] * (len(names) - 1) + [a] for b, a in zip(before[n][:size], after[n][:size])]
-        row = table[candidates.index(token)]
-        steps[i].append(TokenStep(token, names, candidates[:size], table, row[-1],
-                                  -math.log(row[0]) if row[0] > 0 else math.inf, max(entropy[n], 0.0)))
+        columns = before[k:k + len(stages) - 1] + [finals[r]]
+        k += len(stages) - 1
+        probs = [[column[c] for column in columns] for c in range(size)]
+        row = probs[candidates.index(token)]
+        out.append(TokenStep(token, tuple(name for name, _ in stages), candidates[:size], probs, row[-1],
+                             -math.log(row[0]) if row[0] > 0 else math.inf, max(entropy[r], 0.0)))
+    return out
 
 
 def scale_by_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
