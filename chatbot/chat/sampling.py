@@ -315,14 +315,16 @@ def _step_records(pending: list[tuple[int, list[tuple[str, torch.Tensor]], torch
     finals = torch.stack([sampled_from for _, _, sampled_from in pending]).gather(1, index).tolist()
     model_probs = models.softmax(-1)
     entropy = (torch.logsumexp(models, -1) - (model_probs * models).sum(-1)).tolist()
-    inner = [(r, logits) for r, (_, stages, _) in enumerate(pending) for _, logits in stages[:-1]]
+    model_columns = model_probs.gather(1, index).tolist()
+    inner = [(r, logits) for r, (_, stages, _) in enumerate(pending) for _, logits in stages[1:-1]]
     before = torch.stack([logits for _, logits in inner]).softmax(-1).gather(
         1, index[[r for r, _ in inner]]).tolist() if inner else []
     out, k = [], 0
     for r, ((token, stages, _), candidates) in enumerate(zip(pending, index.tolist())):
         size = len(candidates) - 1 if token in candidates[:-1] else len(candidates)
-        columns = before[k:k + len(stages) - 1] + [finals[r]]
-        k += len(stages) - 1
+        middle = max(len(stages) - 2, 0)
+        columns = ([model_columns[r]] if len(stages) > 1 else []) + before[k:k + middle] + [finals[r]]
+        k += middle
         probs = [[column[c] for column in columns] for c in range(size)]
         row = probs[candidates.index(token)]
         out.append(TokenStep(token, tuple(name for name, _ in stages), candidates[:size], probs, row[-1],
