@@ -64,11 +64,13 @@ def candidates_table(step: TokenStep, texts: list[str]) -> pd.DataFrame:
 
 def candidate_texts(tokenizer: Tokenizer, step: TokenStep) -> list[str]:
     """Each candidate token on its own, in quotes so a space shows (a lone byte as <0x..>)."""
+    special = {tokenizer.end_id: "¶ (end of turn)", tokenizer.user_id: "<|user|>", tokenizer.bot_id: "<|bot|>",
+               tokenizer.unk_id: "<|unk|>"}
     out = []
     for token in step.candidates:
         raw = tokenizer.token_bytes(token)
-        if token == tokenizer.end_id:
-            out.append("¶ (end of turn)")
+        if token in special:
+            out.append(special[token])
             continue
         try:
             out.append(f"“{repr(raw.decode('utf-8'))[1:-1]}”")
