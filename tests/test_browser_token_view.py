@@ -69,8 +69,8 @@ def check_token_view(page, url, models):
     n = next((k for k, s in enumerate(steps) if any(s.removed_by(i) for i in range(len(s.candidates)))), 0)
     step = steps[n]
     hits.nth(n).hover()
-    page.wait_for_function(f"() => (document.querySelector('#vg-tooltip-element')?.innerText || '')"
-                           f".includes('#10')")
+    page.wait_for_function("() => (document.querySelector('#vg-tooltip-element')?.innerText || '')"
+                           ".includes('#10')")
     shown = tooltip(page)
     assert shown.split()[:2] == ["step", str(n + 1)]
     for i, row in enumerate(step.probs[:10]):
