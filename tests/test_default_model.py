@@ -32,7 +32,7 @@ def test_config_records_how_it_was_made(ckpt):
     spec = ckpt.spec
     assert set(ckpt.metrics) >= {"val_nats_per_char", "val_bits_per_char", "steps", "tokens_seen",
                                  "train_seconds"}
-    assert spec.corpus.sha256 == load_corpus(ROOT / "corpora").sha256  # trained on what ships
+    assert spec.corpus.sha256 == load_corpus(ROOT / spec.corpus.path).sha256  # trained on what ships
     command = spec.command
     assert shlex.split(command)[:2] == ["python", "train_lm.py"]
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -66,9 +66,9 @@ def test_it_chats_in_english_and_korean_and_ends_its_turns(ckpt, message):
 def test_its_copy_head_gives_back_made_up_names_the_lstm_alone_never_does(ckpt, lang):
     """The memory the app promises, on the shipped model, with names that occur nowhere in its
     corpus: told, one turn of small talk, asked for (greedy), as bench/memory_recall.py asks
-    (which measures it at scale: English 30%, Korean 22% at k = 1). Measured here: English 4 of
-    these 10, Korean 1 (the rest come back cut short or misspelled).
-    The same LSTM without its head: 0 in both."""
+    (which measures it at scale: English 66%, Korean 58% at k = 1). Measured here: English 5 of
+    these 10, Korean 7 (the rest come back cut short or misspelled); before the recall drill,
+    4 and 1. The same LSTM without its head: 0 in both."""
     sys.path.insert(0, str(ROOT / "bench"))
     from memory_recall import trial, without_copy
 
@@ -82,4 +82,4 @@ def test_its_copy_head_gives_back_made_up_names_the_lstm_alone_never_does(ckpt, 
         return sum(name in trial(model, lang, "name", name, 1, 60)[1] for name in names)
 
     with_head, alone = hits(ckpt), hits(without_copy(ckpt))
-    assert alone == 0 and with_head >= 1, (with_head, alone)
+    assert alone == 0 and with_head >= 3, (with_head, alone)
