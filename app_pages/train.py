@@ -43,8 +43,8 @@ def corpus_summary(path: str, stamp: tuple) -> dict:
     a pass); a corpus that cannot be trained on gives its error instead."""
     try:
         text = load_corpus(path)
-        vocab = CharTokenizer.train(text.texts()).vocab_size
-        distinct = len(set().union(*map(set, text.texts())))
+        chars = CharTokenizer.train(text.texts())  # one pass: its size and its characters
+        vocab, distinct = chars.vocab_size, len(chars.chars)
     except ChatbotError as exc:
         return {"error": str(exc)}
     return {"characters": text.characters, "conversations": text.conversations, "is_chat": text.is_chat,

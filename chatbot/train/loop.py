@@ -29,7 +29,7 @@ from ..lm.model import LanguageModel
 from ..lm.spec import CorpusInfo, RunSpec, TokenizerSpec, TrainConfig
 from ..text.corpus import Corpus, load_corpus
 from ..text.token_cache import build_token_cache, cache_bytes, open_token_cache, token_cache_exists
-from ..text.tokenizers import Tokenizer, fitted_vocab_size, load_tokenizer, train_tokenizer
+from ..text.tokenizers import CharTokenizer, Tokenizer, fitted_vocab_size, load_tokenizer, train_tokenizer
 from .data import Split, Streams, evaluate, split_ids
 from .budget import plan_for_budget
 from .device import checked_precision, pick_device, resolve_precision, training_loss
@@ -378,8 +378,8 @@ def _prepare(spec: RunSpec, cfg: TrainConfig, corpus: Path, out: Path, resume: b
                                f"differs), so --resume cannot continue it exactly. Restore the "
                                f"corpus or start a new run in another --out.")
     if not resume and kind in ("bpe", "unigram") and spec.tokenizer.vocab_size is None:
-        distinct = set().union(*map(set, text.texts()))  # every rank computes the same size
-        spec = replace(spec, tokenizer=replace(spec.tokenizer, vocab_size=fitted_vocab_size(len(distinct), text.characters)))
+        distinct = len(CharTokenizer.train(text.texts()).chars)  # every rank computes the same size
+        spec = replace(spec, tokenizer=replace(spec.tokenizer, vocab_size=fitted_vocab_size(distinct, text.characters)))
     init = None
     if not resume and cfg.init_from:
         init = load_checkpoint(cfg.init_from)
