@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -113,3 +114,14 @@ def pytest_runtest_makereport(item, call):
         report.sections.append(("page at failure", page.inner_text("body", timeout=20_000)[:4000]))
     except Exception as error:  # the page itself may be gone; the failure is reported anyway
         report.sections.append(("page at failure", f"(could not read the page: {error})"))
+
+
+@pytest.fixture
+def app_env(tiny_checkpoint, tmp_path, monkeypatch):
+    """The app pointed at a models folder holding the tiny test model (and a data folder of
+    its own); returns the models folder."""
+    models = tmp_path / "models"
+    shutil.copytree(tiny_checkpoint, models / "tiny")
+    monkeypatch.setenv("LSTM_CHAT_MODELS", str(models))
+    monkeypatch.setenv("LSTM_CHAT_DATA", str(tmp_path / "data"))
+    return models

@@ -13,16 +13,6 @@ from conftest import CONVERSATIONS, ROOT, run_spec, write_chat_corpus
 MARKUP = "Literal $x$ and **b** and <b>bold</b> # end"
 
 
-@pytest.fixture
-def app_env(tiny_checkpoint, tmp_path, monkeypatch):
-    """The app pointed at a models folder holding the tiny test model."""
-    models = tmp_path / "models"
-    shutil.copytree(tiny_checkpoint, models / "tiny")
-    monkeypatch.setenv("LSTM_CHAT_MODELS", str(models))
-    monkeypatch.setenv("LSTM_CHAT_DATA", str(tmp_path / "data"))
-    return models
-
-
 def start(**widgets) -> AppTest:
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=600)
     at.run()

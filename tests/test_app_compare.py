@@ -2,10 +2,8 @@
 kept column's conversation goes on exactly as a chat that got that reply directly."""
 
 import json
-import shutil
 import sqlite3
 
-import pytest
 from streamlit.testing.v1 import AppTest
 
 from app_pages.plain_text import escape_markdown
@@ -15,16 +13,6 @@ from chatbot.lm.checkpoint import load_checkpoint
 from conftest import ROOT
 
 FIRST, SECOND = "hello", "what is my name?"
-
-
-@pytest.fixture
-def app_env(tiny_checkpoint, tmp_path, monkeypatch):
-    """The app pointed at a models folder holding the tiny test model."""
-    models = tmp_path / "models"
-    shutil.copytree(tiny_checkpoint, models / "tiny")
-    monkeypatch.setenv("LSTM_CHAT_MODELS", str(models))
-    monkeypatch.setenv("LSTM_CHAT_DATA", str(tmp_path / "data"))
-    return models
 
 
 def start() -> AppTest:

@@ -2,7 +2,6 @@
 what it shows is the record of the reply's actual sampling."""
 
 import math
-import shutil
 
 import pytest
 from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
@@ -12,15 +11,6 @@ from app_pages.token_view import labels
 from chatbot.chat.session import ChatSession
 from chatbot.lm.checkpoint import load_checkpoint
 from conftest import ROOT
-
-
-@pytest.fixture
-def app_env(tiny_checkpoint, tmp_path, monkeypatch):
-    models = tmp_path / "models"
-    shutil.copytree(tiny_checkpoint, models / "tiny")
-    monkeypatch.setenv("LSTM_CHAT_MODELS", str(models))
-    monkeypatch.setenv("LSTM_CHAT_DATA", str(tmp_path / "data"))
-    return models
 
 
 def chart_rows(chart):
