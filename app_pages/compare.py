@@ -11,7 +11,7 @@ import streamlit as st
 
 from app_pages.plain_text import escape_markdown
 from chatbot.chat.sampling import PRESETS, SETTINGS, SamplingConfig, preset
-from chatbot.chat.session import MAX_COMPARED, ChatSession
+from chatbot.chat.session import MAX_COMPARED, ChatSession, interleave
 
 YOURS = "yours"  # the sidebar's own settings, as one of the compared columns
 CHOICES = (YOURS, *PRESETS)
@@ -78,21 +78,16 @@ def show_comparison(chat: ChatSession, names: list[str], streams: list[Iterator[
 def stream_columns(streams: list[Iterator[str]], boxes) -> list[str]:
     """Read every stream a piece at a time in turn (with the engine, their tokens are chosen
     in one batch), drawing each column's text as plain text; returns the texts."""
-    texts, live = [""] * len(streams), dict(enumerate(streams))
+    texts = [""] * len(streams)
     drawn, changed = 0.0, set()
     try:
-        while live:
-            for i, stream in list(live.items()):
-                piece = next(stream, None)
-                if piece is None:
-                    del live[i]
-                else:
-                    texts[i] += piece
-                    changed.add(i)
+        for i, piece in interleave(streams):
+            texts[i] += piece
+            changed.add(i)
             now = time.perf_counter()
-            if changed and now - drawn >= 1 / MAX_UPDATES:
-                for i in changed:
-                    boxes[i].markdown(escape_markdown(texts[i]))
+            if now - drawn >= 1 / MAX_UPDATES:
+                for j in changed:
+                    boxes[j].markdown(escape_markdown(texts[j]))
                 changed.clear()
                 drawn = now
     finally:  # also after a click or Stop: every reply holds exactly the tokens read

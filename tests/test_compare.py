@@ -7,7 +7,7 @@ import torch
 from chatbot.chat.conversations import ConversationStore, restore_session
 from chatbot.chat.engine import GenerationEngine
 from chatbot.chat.sampling import PRESETS, SamplingConfig, preset
-from chatbot.chat.session import MAX_COMPARED, ChatSession
+from chatbot.chat.session import MAX_COMPARED, ChatSession, interleave
 from chatbot.errors import ChatbotError
 from chatbot.lm.checkpoint import load_checkpoint
 
@@ -26,14 +26,9 @@ def settings(seed):
 
 def interleaved(streams) -> list[str]:
     """Read every stream a piece at a time in turn, as the page's columns do."""
-    texts, live = [""] * len(streams), dict(enumerate(streams))
-    while live:
-        for i, stream in list(live.items()):
-            piece = next(stream, None)
-            if piece is None:
-                del live[i]
-            else:
-                texts[i] += piece
+    texts = [""] * len(streams)
+    for i, piece in interleave(streams):
+        texts[i] += piece
     return texts
 
 

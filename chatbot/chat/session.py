@@ -70,6 +70,20 @@ class Comparison:
     candidates: list[Candidate]
 
 
+def interleave(streams: list[Iterator[str]]) -> Iterator[tuple[int, str]]:
+    """(i, piece) from each of `streams` in turn, a piece at a time, until all have ended: how
+    the replies of ChatSession.compare are read so that they advance together (with the
+    engine, their tokens are chosen in one batch)."""
+    live = dict(enumerate(streams))
+    while live:
+        for i, stream in list(live.items()):
+            piece = next(stream, None)
+            if piece is None:
+                del live[i]
+            else:
+                yield i, piece
+
+
 def reply_seed(seed: int, turn_number: int, tokens_so_far: int = 0) -> int:
     """The generator seed for a reply: a function of the user's seed and the reply's place
     (turn number, and how many tokens a continued reply already has)."""
