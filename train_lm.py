@@ -20,7 +20,7 @@ from chatbot.chat.quality import CorpusSample, Quality, SampleLog, judge, write_
 from chatbot.errors import ChatbotError
 from chatbot.lm.checkpoint import load_checkpoint
 from chatbot.lm.model import CELLS, ModelConfig
-from chatbot.lm.spec import PRECISIONS, CorpusInfo, RunSpec, TokenizerSpec, TrainConfig
+from chatbot.lm.spec import PRECISIONS, CorpusInfo, RunSpec, TokenizerSpec, TrainConfig, read_spec
 from chatbot.text.corpus import load_corpus
 from chatbot.text.tokenizers import KINDS
 from chatbot.train.budget import RECIPE
@@ -124,14 +124,13 @@ def adopt_copy_head(args) -> None:
     head) where --copy-window / --copy-key-size were not given. A folder that cannot be read
     is left to the training loop, which names the problem."""
     try:
-        model = json.loads((Path(args.init_from) / "config.json").read_text(encoding="utf-8"))["model"]
-        window, key_size = int(model.get("copy_window", 0)), int(model.get("copy_key_size", args.copy_key_size))
-    except (OSError, ValueError, KeyError, TypeError):
+        model = read_spec(args.init_from).model
+    except ChatbotError:
         return
     if "copy_window" not in args.explicit:
-        args.copy_window = window
+        args.copy_window = model.copy_window
     if "copy_key_size" not in args.explicit:
-        args.copy_key_size = key_size
+        args.copy_key_size = model.copy_key_size
 
 
 def stop_with_parent(trainers: list) -> None:
