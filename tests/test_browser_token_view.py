@@ -5,9 +5,11 @@ docs/token-view.md (test-artifacts/browser/token-view.png)."""
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from app_pages.token_view import labels
 from browser_harness import CHROMIUM, Chat, app_server, browser_page
@@ -24,6 +26,24 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
 
 def tooltip(page) -> str:
     return page.evaluate("() => document.querySelector('#vg-tooltip-element')?.innerText || ''")
+
+
+def hover_until_tooltip(page, target, head: str, limit_s: float = 60.0) -> str:
+    """Hover the token until its whole tooltip shows (the chart may still be redrawn by a late
+    rerun, which drops a tooltip already up); return the tooltip's text."""
+    deadline = time.monotonic() + limit_s
+    while True:
+        page.mouse.move(0, 0)
+        target.hover()
+        try:
+            handle = page.wait_for_function(
+                """head => { const t = document.querySelector('#vg-tooltip-element')?.innerText || '';
+                             return t.trim().split(/\\s+/).slice(0, 2).join(' ') === head && t.includes('#10') ? t : null; }""",
+                arg=head, timeout=5000)
+            return handle.json_value()
+        except PlaywrightTimeout:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no tooltip starting {head!r}; shown: {tooltip(page)!r}")
 
 
 def test_token_view_in_a_real_browser(tiny_checkpoint, tmp_path):
@@ -68,10 +88,7 @@ def check_token_view(page, url, models):
     # was sampled from; pick a token where top-k removed one, if there is one.
     n = next((k for k, s in enumerate(steps) if any(s.removed_by(i) for i in range(len(s.candidates)))), 0)
     step = steps[n]
-    hits.nth(n).hover()
-    page.wait_for_function("() => (document.querySelector('#vg-tooltip-element')?.innerText || '')"
-                           ".includes('#10')")
-    shown = tooltip(page)
+    shown = hover_until_tooltip(page, hits.nth(n), f"step {n + 1}")
     assert shown.split()[:2] == ["step", str(n + 1)]
     for i, row in enumerate(step.probs[:10]):
         assert f"model {row[0]:.3f} → {row[-1]:.3f}" in shown, (i, shown)

@@ -63,7 +63,11 @@ def test_train_in_the_browser_then_chat_with_the_result(tiny_checkpoint, tmp_pat
         assert page.get_by_role("button", name=re.compile("Cancel")).count() == 1
 
         # Then the verdict, in plain words.
+        # The verdict's box fills in over a rerun (the progress panel's last elements linger
+        # until it ends): wait for its summary line and an idle page before reading it.
         page.locator(".st-key-verdict").get_by_text(re.compile("^Verdict: ")).wait_for(timeout=LONG)
+        page.locator(".st-key-verdict").get_by_text(re.compile("browser-made finished at step")).wait_for(timeout=LONG)
+        page.wait_for_function(IDLE, timeout=LONG)
         verdict = page.locator(".st-key-verdict").inner_text()
         assert re.search(r"(still learning|getting there|ready to chat)", verdict), verdict
         assert "browser-made finished at step" in verdict and "words of the corpus" in verdict
