@@ -17,9 +17,11 @@ from chatbot.chat.session import ChatSession
 from chatbot.chat.snapshots import decode_memory, encode_memory
 from chatbot.errors import ChatbotError
 from chatbot.lm.checkpoint import load_checkpoint
+from chatbot.lm.copy import copyable
 from chatbot.lm.model import LanguageModel, ModelConfig
 from chatbot.lm.spec import TrainConfig
 from chatbot.lm.stepper import Stepper
+from chatbot.train.device import training_loss
 from chatbot.train.loop import train
 from conftest import run_cli, run_spec
 
@@ -64,6 +66,58 @@ def test_the_copy_is_a_real_share_of_the_distribution():
     p_copy, p_plain = with_copy[0, -1].exp(), plain[0, -1].exp()
     assert p_copy[window].sum() > p_plain[window].sum() + 0.1  # the copy's share goes to the window's tokens
     assert (p_copy[~window] <= p_plain[~window] + 1e-7).all()  # every other token only gives some up
+
+
+def test_copyable_marks_the_targets_that_follow_the_token_just_read_in_the_window():
+    """Target t can be copied when, among the last W tokens read up to step t (the window
+    carried in, then this call's tokens: the slots the head scores), it follows the token step
+    t just read: the head's induction step."""
+    window = torch.tensor([[2], [4], [5], [6]])  # (W=4, B=1), oldest first: ... 2 4 5 6
+    ids = torch.tensor([[2, 4, 5, 8]])  # then 2 4 5 8
+    # Step 0 reads 2; in reach: 4 5 6 2, where 4 follows a 2. Step 1 reads 4: 5 follows it.
+    # Step 2 reads 5: 6 follows it (in 5 6 2 4 5). Step 3 reads 8, which nothing follows.
+    assert copyable(window, ids, torch.tensor([[4, 5, 6, 2]])).tolist() == [[True, True, True, False]]
+    # In the window but not after the token just read: not copyable this way.
+    assert copyable(window, ids, torch.tensor([[5, 4, 2, 8]])).tolist() == [[False, False, False, False]]
+    # Reading 5 again at step 3, 6 would follow, but the old "5 6" has slid out of its reach
+    # (2 4 5 5); step 2 still had it.
+    assert copyable(window, torch.tensor([[2, 4, 5, 5]]), torch.tensor([[4, 5, 6, 6]])).tolist() == \
+        [[True, True, True, False]]
+    assert copyable(torch.full((4, 1), -1), ids, torch.tensor([[4, 5, 8, 8]])).tolist() == \
+        [[False, False, False, False]]  # an empty window: nothing before, nothing to follow
+
+
+def test_the_copy_loss_weight_weighs_only_copyable_targets_by_what_the_model_missed():
+    model = copy_model()
+    base = torch.randint(0, 40, (2, 15), generator=torch.Generator().manual_seed(3))
+    ids = torch.cat([base, base], 1)  # the second half repeats the first: copyable targets
+    x, y = ids[:, :-1], ids[:, 1:]
+    plain, _ = training_loss(model, x, y, None, False)
+    same, _ = training_loss(model, x, y, None, False, 0.0)
+    weighted, _ = training_loss(model, x, y, None, False, 4.0)
+    with torch.no_grad():
+        log_p, _ = model(x)
+    nll = -log_p.gather(2, y[..., None])[..., 0]
+    can = copyable(model.initial_state(2).values, x, y)
+    assert 0 < can.sum() < can.numel()  # the repeat is copyable, the first half is not
+    w = 1 + 4.0 * can * (1 - torch.exp(-nll))
+    assert plain.item() == pytest.approx(nll.mean().item(), rel=1e-5) and same.item() == plain.item()
+    assert weighted.item() == pytest.approx(((w * nll).sum() / w.sum()).item(), rel=1e-5)
+    assert weighted.item() != pytest.approx(plain.item(), rel=1e-3)
+
+
+def test_a_copy_loss_weight_is_stored_and_needs_a_copy_head(chat_corpus, tmp_path):
+    result = run_cli("train_lm.py", "--corpus", str(chat_corpus), "--out", str(tmp_path / "w"),
+                     "--copy-window", "32", "--copy-key-size", "8", "--copy-loss-weight", "3", "--max-steps", "2",
+                     "--seq-len", "32", "--batch-size", "4", "--hidden-size", "32", "--layers", "1", "--eval-every", "2")
+    assert result.returncode == 0, result.stderr
+    assert load_checkpoint(tmp_path / "w").spec.training.copy_loss_weight == 3.0
+    result = run_cli("train_lm.py", "--corpus", str(chat_corpus), "--out", str(tmp_path / "x"),
+                     "--copy-loss-weight", "3", "--max-steps", "2", "--hidden-size", "32", "--layers", "1")
+    assert result.returncode == 2 and "add --copy-window" in result.stderr
+    result = run_cli("train_lm.py", "--corpus", str(chat_corpus), "--out", str(tmp_path / "y"),
+                     "--copy-window", "32", "--copy-loss-weight", "nan", "--max-steps", "2")
+    assert result.returncode == 2 and "--copy-loss-weight must be" in result.stderr
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])

@@ -63,14 +63,9 @@ class CopyHead(nn.Module):
         new_keys = (self.key(torch.cat([before[:, None].to(out.dtype), out[:, :-1]], 1)).float()
                     + self.key_token(previous).float())
         all_keys = torch.cat([keys.transpose(0, 1), new_keys], 1)  # (B, W + T, K)
-        all_values = torch.cat([values.T, ids], 1)  # (B, W + T)
+        all_values, visible = window_slots(values, ids)
         query = self.query(out).float() + self.query_token(ids).float()
         scores = query @ all_keys.transpose(1, 2)  # (B, T, W + T)
-        # Step t sees the last W positions up to and including its own token, filled ones
-        # only: slot i of all_keys is position i - W, so those with t < i <= t + W. Fed in one
-        # call or in pieces, every step sees the same slots.
-        i, t = torch.arange(W + T, device=ids.device), torch.arange(T, device=ids.device)[:, None]
-        visible = (i > t) & (i <= t + W) & (all_values >= 0)[:, None, :]
         scores = scores.masked_fill(~visible, float("-inf"))
         sentinel = (query @ self.sentinel.float())[..., None]  # (B, T, 1)
         scores = torch.cat([scores, sentinel], 2) / math.sqrt(self.key_size)
@@ -81,3 +76,28 @@ class CopyHead(nn.Module):
         p = p.scatter_add(2, index, a[..., :-1])  # empty slots have weight 0
         log_p = p.clamp_min(torch.finfo(torch.float32).tiny).log()
         return log_p, all_keys[:, -W:].transpose(0, 1), all_values[:, -W:].T
+
+
+def window_slots(values: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The tokens in reach of each step: values (W, B) is the window before ids (B, T).
+    Returns all_values (B, W + T), the window followed by ids, and visible (B, T, W + T).
+
+    Step t sees the last W positions up to and including its own token, filled ones only: slot
+    i is position i - W, so those with t < i <= t + W. Fed in one call or in pieces, every step
+    sees the same slots."""
+    W, T = values.shape[0], ids.shape[1]
+    all_values = torch.cat([values.T, ids], 1)
+    i, t = torch.arange(W + T, device=ids.device), torch.arange(T, device=ids.device)[:, None]
+    visible = (i > t) & (i <= t + W) & (all_values >= 0)[:, None, :]
+    return all_values, visible
+
+
+def copyable(values: torch.Tensor, ids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """(B, T) bool: the token to predict after step t, targets[:, t], follows the token just read,
+    ids[:, t], somewhere in step t's window (window_slots): the head's induction step ("the
+    place that came after this same token") could copy it. Spelling out a name told earlier is
+    a run of such targets. Used to weigh the training loss (train/device.py)."""
+    all_values, visible = window_slots(values, ids)
+    before = torch.cat([torch.full_like(all_values[:, :1], -1), all_values[:, :-1]], 1)  # the token before each slot
+    follows = (all_values[:, None, :] == targets[:, :, None]) & (before[:, None, :] == ids[:, :, None])
+    return (follows & visible).any(2)

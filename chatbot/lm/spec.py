@@ -59,6 +59,7 @@ class TrainConfig:
     plan: str = ""  # what the measurement found and chose, in words (written by train())
     init_from: str = ""  # a trained model folder: this run starts from its weights and tokenizer
     freeze_lm: bool = False  # train only the copy head; the language model's weights stay as they are
+    copy_loss_weight: float = 0.0  # > 0: weigh targets the copy head could copy (train/device.py)
 
     def __post_init__(self):
         for name in ("seq_len", "batch_size", "eval_every"):
@@ -72,6 +73,9 @@ class TrainConfig:
             raise ChatbotError("--time-budget must be a positive number of seconds.")
         if not 0 < self.lr < math.inf:
             raise ChatbotError(f"--lr must be a positive finite number, got {self.lr}.")
+        if not 0 <= self.copy_loss_weight < math.inf:
+            raise ChatbotError(f"--copy-loss-weight must be 0 (off) or a positive finite number, "
+                               f"got {self.copy_loss_weight}.")
         if not self.grad_clip > 0:  # 0 would zero every gradient; a negative norm ascends
             raise ChatbotError(f"--grad-clip must be a positive gradient norm (inf turns clipping "
                                f"off), got {self.grad_clip}.")

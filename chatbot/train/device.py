@@ -11,7 +11,9 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ChatbotError
+from ..lm.copy import copyable
 from ..lm.model import LanguageModel
+
 
 def pick_device(name: str) -> torch.device:
     if name == "auto":
@@ -77,9 +79,25 @@ def checked_precision(asked: str, resolved: str, model: LanguageModel, device: t
                        f"use --precision fp32 (or auto, which picks bf16 only where it works).")
 
 
-def training_loss(model: LanguageModel, x: torch.Tensor, y: torch.Tensor, state, bf16: bool):
+def training_loss(model: LanguageModel, x: torch.Tensor, y: torch.Tensor, state, bf16: bool,
+                  copy_loss_weight: float = 0.0):
     """One forward at the run's precision (bf16 matmuls under autocast when asked); the loss
-    itself is taken in fp32. Returns (loss, state after the window)."""
+    itself is taken in fp32. Returns (loss, state after the window).
+
+    copy_loss_weight g > 0 (a model with a copy head): each target's loss counts
+    1 + g * (1 - p) times, where p is the probability the model gave it, for targets the head
+    could have copied (copy.copyable: the target followed the token just read somewhere in the
+    window); other targets count once, and the loss is the weighted mean. It leans the training
+    toward the places where continuing a copy was possible and the model did not do it yet: the
+    last pieces of a name it was told, which the head otherwise drops in favour of the language
+    model's "." (bench/README.md, "The copy head")."""
     with torch.autocast(x.device.type, torch.bfloat16, enabled=bf16):
-        logits, state = model(x, state)
-    return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten()), state
+        logits, after = model(x, state)
+    nll = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), reduction="none")
+    if not copy_loss_weight:
+        return nll.mean(), after
+    if state is None:
+        state = getattr(model, "module", model).initial_state(x.shape[0])  # (a DDP wrapper's model)
+    can_copy = copyable(state.values.to(x.device), x, y).flatten()
+    weight = 1 + copy_loss_weight * can_copy * (1 - torch.exp(-nll.detach()))
+    return (weight * nll).sum() / weight.sum(), after

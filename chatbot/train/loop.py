@@ -160,7 +160,8 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         x, y = x[self.rows].to(self.device), y[self.rows].to(self.device)
-        loss, state = training_loss(self.net, x, y, run.carried, cfg.precision == "bf16")
+        loss, state = training_loss(self.net, x, y, run.carried, cfg.precision == "bf16",
+                                    cfg.copy_loss_weight)
         mean_loss = self.world.mean(loss)  # every rank sees the same loss, so all stop on a NaN
         if not torch.isfinite(mean_loss):
             if run.best_val is None:  # no evaluation has saved a checkpoint in this run yet
@@ -404,6 +405,9 @@ def _prepare(spec: RunSpec, cfg: TrainConfig, corpus: Path, out: Path, resume: b
                                "add --copy-window N (e.g. 512).")
         for name, param in model.named_parameters():
             param.requires_grad_(name.startswith("copy."))
+    if cfg.copy_loss_weight and model.copy is None:
+        raise ChatbotError("--copy-loss-weight weighs the targets a copy head could copy, and this "
+                           "model has none: add --copy-window N (e.g. 512), or leave the weight at 0.")
     cfg = replace(cfg, precision=checked_precision(asked, cfg.precision, model, device))
     reused = token_cache_exists(text, tokenizer, out)
     if world.is_main:  # the others wait, then map the same file
