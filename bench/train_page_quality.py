@@ -7,9 +7,12 @@ whose default tokenizer is char), one after the other.
 For each: the saved model's validation nats/char and the share of the words in its sample
 replies (8 messages of the corpus, the Chat page's sampling) that are words of the corpus,
 with the verdict the page shows. Goal: the page's run reaches 90% corpus words, and a
-validation no worse than the best preset's.
+validation no worse than the best preset's. `--reference MODEL` adds a row: the same judge
+(the upload's messages and words) applied to a model trained for hours, such as the shipped
+one, to show what the measure gives a well-trained model of that text.
 
     python bench/train_page_quality.py corpora/default ../shared/bench/tinyshakespeare.txt   # README
+    python bench/train_page_quality.py corpora/default --presets --budget 900 --reference models/default
     python bench/train_page_quality.py --smoke                                               # seconds
 """
 
@@ -26,6 +29,9 @@ from measure import ROOT, run_train_lm, smoke_corpus
 
 sys.path.insert(0, str(ROOT))
 from app_pages.train_job import DEFAULT_BUDGET_MINUTES, DEFAULT_TOKENIZER, JobRequest, JobSlot  # noqa: E402
+from chatbot.chat.quality import CorpusSample, judge  # noqa: E402
+from chatbot.lm.checkpoint import load_checkpoint  # noqa: E402
+from chatbot.text.corpus import load_corpus  # noqa: E402
 from chatbot.train.presets import PRESETS  # noqa: E402
 
 
@@ -55,6 +61,17 @@ def result(out: Path, recipe: str) -> dict:
             "verdict": quality["verdict"].split(":")[0], "reply": quality["samples"][0]["reply"]}
 
 
+def reference(model: Path, corpus: Path) -> dict:
+    """A trained model judged as the runs are: answers to the upload's messages, its words."""
+    ckpt = load_checkpoint(model)
+    q = judge(ckpt.model.eval(), ckpt.tokenizer, CorpusSample.read(load_corpus(corpus)),
+              {"val_nats_per_char": float("nan"), "val_bits_per_char": float("nan")})
+    m = ckpt.spec.model
+    return {"recipe": f"`{model}`, for reference", "size": f"{m.num_layers}×{m.hidden_size}",
+            "steps": ckpt.spec.metrics.get("steps", 0), "val": float("nan"), "words": q.corpus_words,
+            "verdict": q.verdict.split(":")[0], "reply": q.samples[0]["reply"] if q.samples else ""}
+
+
 def page_run(corpus: Path, out: Path, data: Path, budget: float) -> dict:
     job = JobSlot(data).start(JobRequest(corpus, out, DEFAULT_TOKENIZER, None, None, budget))
     while job.snapshot().active:
@@ -71,6 +88,8 @@ def main(argv=None) -> int:
     p.add_argument("--upload-kb", type=int, default=200)
     p.add_argument("--budget", type=float, default=DEFAULT_BUDGET_MINUTES * 60, help="seconds per run")
     p.add_argument("--presets", nargs="*", default=list(PRESETS), choices=list(PRESETS))
+    p.add_argument("--reference", type=Path, metavar="MODEL",
+                   help="also judge this trained model on each upload (its validation is not measured)")
     p.add_argument("--smoke", action="store_true")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
@@ -91,19 +110,21 @@ def main(argv=None) -> int:
                 run_train_lm(["--corpus", str(file), "--preset", preset, "--time-budget", str(args.budget)],
                              here / preset)
                 fixed.append(result(here / preset, f"`--preset {preset}`"))
-            rows.append((Path(name).name, file.stat().st_size, page, fixed))
+            others = [reference(args.reference, file)] if args.reference else []
+            rows.append((Path(name).name, file.stat().st_size, page, fixed, others))
     print(f"{args.budget:g} s of training per run (the page's default budget is "
           f"{DEFAULT_BUDGET_MINUTES * 60:g} s); the page with its {DEFAULT_TOKENIZER} tokenizer, the presets "
           f"with the CLI's char; one run each, one after the other:\n")
     print("| corpus (upload) | recipe | size | steps | val nats/char | corpus words | verdict |")
     print("|---|---|---|---:|---:|---:|---|")
-    for name, size, page, fixed in rows:
-        for r in [page, *fixed]:
+    for name, size, page, fixed, others in rows:
+        for r in [page, *fixed, *others]:
             words = "–" if r["words"] is None else f"{r['words']:.0%}"
+            val = "–" if r["val"] != r["val"] else f"{r['val']:.3f}"  # NaN: not measured
             print(f"| {name} ({size / 1024:.0f} KB) | {r['recipe']} | {r['size']} | {r['steps']:,} | "
-                  f"{r['val']:.3f} | {words} | {r['verdict']} |")
+                  f"{val} | {words} | {r['verdict']} |")
     print()
-    for name, _, page, fixed in rows:
+    for name, _, page, fixed, _ in rows:
         best = min(fixed, key=lambda r: r["val"]) if fixed else None
         gap = f"; best preset {best['recipe']} {best['val']:.3f}" if best else ""
         print(f"- {name}: the page's run made {page['evaluations']} evaluations with samples; "

@@ -119,11 +119,12 @@ def test_train_page_speed_smoke_prints_its_table():
     assert len(rows) == 2 and rows[1].endswith("% |")
 
 
-def test_train_page_quality_smoke_prints_its_table():
-    r = run_cli("bench/train_page_quality.py", "--smoke", timeout=1800)
+def test_train_page_quality_smoke_prints_its_table(tiny_checkpoint):
+    r = run_cli("bench/train_page_quality.py", "--smoke", "--reference", str(tiny_checkpoint), timeout=1800)
     assert r.returncode == 0, r.stderr
     rows = [line for line in r.stdout.splitlines() if line.startswith("| chat.jsonl")]
-    assert len(rows) == 2 and "Train page, all defaults" in rows[0] and "--preset tiny" in rows[1]
+    assert len(rows) == 3 and "Train page, all defaults" in rows[0] and "--preset tiny" in rows[1]
+    assert "for reference" in rows[2] and rows[2].split("|")[5].strip() == "–"  # judged; no validation
     assert "evaluations with samples" in r.stdout
 
 
