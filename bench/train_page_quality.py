@@ -9,7 +9,8 @@ replies (8 messages of the corpus, the Chat page's sampling) that are words of t
 with the verdict the page shows. Goal: the page's run reaches 90% corpus words, and a
 validation no worse than the best preset's. `--reference MODEL` adds a row: the same judge
 (the upload's messages and words) applied to a model trained for hours, such as the shipped
-one, to show what the measure gives a well-trained model of that text.
+one, to show what the measure gives a well-trained model of that text. Each corpus's line
+also gives the share the upload's own held-out text scores: the measure's ceiling.
 
     python bench/train_page_quality.py corpora/default ../shared/bench/tinyshakespeare.txt   # README
     python bench/train_page_quality.py corpora/default --presets --budget 900 --reference models/default
@@ -29,7 +30,7 @@ from measure import ROOT, run_train_lm, smoke_corpus
 
 sys.path.insert(0, str(ROOT))
 from app_pages.train_job import DEFAULT_BUDGET_MINUTES, DEFAULT_TOKENIZER, JobRequest, JobSlot  # noqa: E402
-from chatbot.chat.quality import CorpusSample, judge  # noqa: E402
+from chatbot.chat.quality import CorpusSample, judge, words  # noqa: E402
 from chatbot.lm.checkpoint import load_checkpoint  # noqa: E402
 from chatbot.text.corpus import load_corpus  # noqa: E402
 from chatbot.train.presets import PRESETS  # noqa: E402
@@ -59,6 +60,16 @@ def result(out: Path, recipe: str) -> dict:
     return {"recipe": recipe, "size": f"{m['num_layers']}×{m['hidden_size']}", "steps": config["metrics"]["steps"],
             "val": config["metrics"]["val_nats_per_char"], "words": quality["corpus_words"],
             "verdict": quality["verdict"].split(":")[0], "reply": quality["samples"][0]["reply"]}
+
+
+def held_out_share(corpus: Path) -> float:
+    """The measure's ceiling: the share of the words of the upload's own last 10% (real text the
+    model never sees) that occur in its first 90%. A model that writes exactly like the corpus
+    scores about this; a generated reply counts against all of the upload's words."""
+    text = "\n".join(load_corpus(corpus).texts())
+    cut = int(len(text) * 0.9)
+    known, held = set(words(text[:cut])), words(text[cut:])
+    return sum(w in known for w in held) / max(1, len(held))
 
 
 def reference(model: Path, corpus: Path) -> dict:
@@ -111,24 +122,25 @@ def main(argv=None) -> int:
                              here / preset)
                 fixed.append(result(here / preset, f"`--preset {preset}`"))
             others = [reference(args.reference, file)] if args.reference else []
-            rows.append((Path(name).name, file.stat().st_size, page, fixed, others))
+            rows.append((Path(name).name, file.stat().st_size, page, fixed, others, held_out_share(file)))
     print(f"{args.budget:g} s of training per run (the page's default budget is "
           f"{DEFAULT_BUDGET_MINUTES * 60:g} s); the page with its {DEFAULT_TOKENIZER} tokenizer, the presets "
           f"with the CLI's char; one run each, one after the other:\n")
     print("| corpus (upload) | recipe | size | steps | val nats/char | corpus words | verdict |")
     print("|---|---|---|---:|---:|---:|---|")
-    for name, size, page, fixed, others in rows:
+    for name, size, page, fixed, others, _ in rows:
         for r in [page, *fixed, *others]:
             words = "–" if r["words"] is None else f"{r['words']:.0%}"
             val = "–" if r["val"] != r["val"] else f"{r['val']:.3f}"  # NaN: not measured
             print(f"| {name} ({size / 1024:.0f} KB) | {r['recipe']} | {r['size']} | {r['steps']:,} | "
                   f"{val} | {words} | {r['verdict']} |")
     print()
-    for name, _, page, fixed, _ in rows:
+    for name, _, page, fixed, _, ceiling in rows:
         best = min(fixed, key=lambda r: r["val"]) if fixed else None
         gap = f"; best preset {best['recipe']} {best['val']:.3f}" if best else ""
         print(f"- {name}: the page's run made {page['evaluations']} evaluations with samples; "
-              f"validation {page['val']:.3f}{gap}. First sample reply: {page['reply'][:100]!r}")
+              f"validation {page['val']:.3f}{gap}. The upload's own held-out text (its last 10%) "
+              f"scores {ceiling:.0%} corpus words. First sample reply: {page['reply'][:100]!r}")
     return 0
 
 

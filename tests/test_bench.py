@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -126,6 +127,8 @@ def test_train_page_quality_smoke_prints_its_table(tiny_checkpoint):
     assert len(rows) == 3 and "Train page, all defaults" in rows[0] and "--preset tiny" in rows[1]
     assert "for reference" in rows[2] and rows[2].split("|")[5].strip() == "–"  # judged; no validation
     assert "evaluations with samples" in r.stdout
+    ceiling = re.search(r"held-out text \(its last 10%\) scores (\d+)% corpus words", r.stdout)
+    assert ceiling and 0 < int(ceiling.group(1)) <= 100
 
 
 def test_copy_cache_smoke_prints_its_table_and_gate(tiny_checkpoint):
