@@ -18,6 +18,7 @@ from app_pages.plain_text import escape_markdown
 from app_pages.resources import MAX_UPLOAD_MB, corpora_dir, data_dir, job_slot, models_dir, relative_paths
 from app_pages.train_job import JobRequest, JobSnapshot
 from app_pages.uploads import save_upload
+from chatbot.chat.quality import ready
 from chatbot.errors import ChatbotError
 from chatbot.text.corpus import CORPUS_SUFFIXES, load_corpus
 from chatbot.train.budget import EVALUATIONS, RECIPE, Plan, plan_for_budget, too_few_steps_warning
@@ -132,8 +133,7 @@ def last_result(snap: JobSnapshot, name: str):
         summary += f", {share_text(q.get('corpus_words'))} in its sample replies"
     with st.container(key="verdict"):
         if q:
-            ready = (q.get("corpus_words") or 0) >= 0.9
-            (st.success if ready else st.warning)(escape_markdown(f"Verdict: {q['verdict']}."))
+            (st.success if ready(q["verdict"]) else st.warning)(escape_markdown(f"Verdict: {q['verdict']}."))
         st.info(escape_markdown(summary + ". It is in the model picker on the Chat page."))
     if snap.status == "interrupted":
         st.caption(escape_markdown(relative_paths(f"The run ended early ({snap.error}); the model "

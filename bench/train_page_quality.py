@@ -10,7 +10,8 @@ with the verdict the page shows. Goal: the page's run reaches 90% corpus words, 
 validation no worse than the best preset's. `--reference MODEL` adds a row: the same judge
 (the upload's messages and words) applied to a model trained for hours, such as the shipped
 one, to show what the measure gives a well-trained model of that text. Each corpus's line
-also gives the share the upload's own held-out text scores: the measure's ceiling.
+also gives the share the upload's own held-out text scores: the measure's ceiling, which the
+verdict reads the share against (chatbot/chat/quality.py).
 
     python bench/train_page_quality.py corpora/default ../shared/bench/tinyshakespeare.txt   # README
     python bench/train_page_quality.py corpora/default --presets --budget 900 --reference models/default
@@ -30,7 +31,7 @@ from measure import ROOT, run_train_lm, smoke_corpus
 
 sys.path.insert(0, str(ROOT))
 from app_pages.train_job import DEFAULT_BUDGET_MINUTES, DEFAULT_TOKENIZER, JobRequest, JobSlot  # noqa: E402
-from chatbot.chat.quality import CorpusSample, judge, words  # noqa: E402
+from chatbot.chat.quality import CorpusSample, judge  # noqa: E402
 from chatbot.lm.checkpoint import load_checkpoint  # noqa: E402
 from chatbot.text.corpus import load_corpus  # noqa: E402
 from chatbot.train.presets import PRESETS  # noqa: E402
@@ -60,16 +61,6 @@ def result(out: Path, recipe: str) -> dict:
     return {"recipe": recipe, "size": f"{m['num_layers']}×{m['hidden_size']}", "steps": config["metrics"]["steps"],
             "val": config["metrics"]["val_nats_per_char"], "words": quality["corpus_words"],
             "verdict": quality["verdict"].split(":")[0], "reply": quality["samples"][0]["reply"]}
-
-
-def held_out_share(corpus: Path) -> float:
-    """The measure's ceiling: the share of the words of the upload's own last 10% (real text the
-    model never sees) that occur in its first 90%. A model that writes exactly like the corpus
-    scores about this; a generated reply counts against all of the upload's words."""
-    text = "\n".join(load_corpus(corpus).texts())
-    cut = int(len(text) * 0.9)
-    known, held = set(words(text[:cut])), words(text[cut:])
-    return sum(w in known for w in held) / max(1, len(held))
 
 
 def reference(model: Path, corpus: Path) -> dict:
@@ -122,7 +113,7 @@ def main(argv=None) -> int:
                              here / preset)
                 fixed.append(result(here / preset, f"`--preset {preset}`"))
             others = [reference(args.reference, file)] if args.reference else []
-            rows.append((Path(name).name, file.stat().st_size, page, fixed, others, held_out_share(file)))
+            rows.append((Path(name).name, file.stat().st_size, page, fixed, others, CorpusSample.read(load_corpus(file)).ceiling))
     print(f"{args.budget:g} s of training per run (the page's default budget is "
           f"{DEFAULT_BUDGET_MINUTES * 60:g} s); the page with its {DEFAULT_TOKENIZER} tokenizer, the presets "
           f"with the CLI's char; one run each, one after the other:\n")

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from chatbot.chat.quality import CorpusSample, verdict, words
+from chatbot.chat.quality import CorpusSample, ready, verdict, words
 from chatbot.text.corpus import load_corpus
 from chatbot.train.budget import (EVALUATIONS, LADDER, MIN_STEPS, dropout_for, plan_for_budget, step_seconds,
                                   stream_count, too_few_steps_warning)
@@ -97,8 +97,29 @@ def test_words_count_letters_in_any_script_and_the_verdict_follows_the_share():
     assert verdict(0.3, True).startswith("still learning: replies will be mostly made-up words — train "
                                          "longer or pick a smaller size")
     assert verdict(None, True).startswith("still learning")
-    assert verdict(0.75, True).startswith("getting there")
+    assert verdict(0.75, True).startswith("getting there: 75% of the words in replies are words of your corpus — ")
     assert verdict(0.95, True).startswith("ready to chat: 95%")
+    # Against a corpus whose own unseen text scores 77% (a small bilingual chat upload), 75% is
+    # ready and 50% is getting there; the ceiling is named.
+    assert verdict(0.75, True, 0.77) == ("ready to chat: 75% of the words in replies are words of your corpus "
+                                         "(your corpus's own unseen text: 77%)")
+    assert verdict(0.5, True, 0.77).startswith("getting there: 50%") and "unseen text: 77%" in verdict(0.5, True, 0.77)
+    assert verdict(0.4, False, 0.77).startswith("still learning: its text")
+    assert ready(verdict(0.9, False, 0.95)) and not ready(verdict(0.5, True, 0.95))
+
+
+def test_the_ceiling_is_the_share_of_held_out_words_found_in_the_rest(tmp_path):
+    """The last tenth of the text, held out: its words that occur before it, as a share."""
+    before = "waa wab " * 90  # 720 characters: the first 90%
+    held = "wxx wyy " + "waa wab " * 9  # 80 characters, 20 words, 18 of them seen before
+    text = tmp_path / "plain.txt"
+    text.write_text(before + held)
+    sample = CorpusSample.read(load_corpus(text))
+    assert sample.ceiling == pytest.approx(18 / 20)
+    assert {"wxx", "wyy"} <= sample.words  # the held-out words still count as corpus words
+    tiny = tmp_path / "tiny.txt"
+    tiny.write_text("A few words only.\n")
+    assert CorpusSample.read(load_corpus(tiny)).ceiling == 1.0  # too short to tell
 
 
 def test_prompts_come_from_the_users_own_corpus(chat_corpus, tmp_path):
