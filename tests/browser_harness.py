@@ -184,7 +184,25 @@ class Chat:
         if box.input_value() == str(value):
             return  # the same value starts no script run, so there is none to wait for
         box.fill(str(value))
-        box.press("Enter")
+        # Under load the Enter can reach the widget before it has taken the typed value: it
+        # commits nothing, so no run starts. Press it again (refilling if needed) until one
+        # has started or finished, each try 10 s apart; the limit is the usual one.
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+        deadline = time.monotonic() + WAIT_MS / 1000
+        while True:
+            box.press("Enter")
+            try:
+                self.page.wait_for_function(
+                    """seen => (window.__lstmRuns || 0) > seen || document.querySelector(
+                           '[data-testid="stApp"]')?.getAttribute('data-test-script-state') === 'running'""",
+                    arg=self.seen, timeout=10_000)
+                break
+            except PlaywrightTimeout:
+                if time.monotonic() > deadline:
+                    raise
+                if box.input_value() != str(value):
+                    box.fill(str(value))
         self.rerun_done()
 
     def pick_model(self, name: str):
