@@ -81,6 +81,9 @@ new MutationObserver(records => {
 """
 IDLE = """() => document.querySelector('[data-testid="stApp"]')?.getAttribute('data-test-script-state') === 'notRunning'
                  && !document.querySelector('[data-testid="stStatusWidget"]')"""
+# A script run has begun since the last wait (or begun and ended: RUN_COUNTER counted it).
+RUN_SEEN = """seen => (window.__lstmRuns || 0) > seen || document.querySelector('[data-testid="stApp"]')
+                          ?.getAttribute('data-test-script-state') === 'running'"""
 # Every wait is for a condition; the limit only bounds a hang. It is generous because a busy
 # machine (a 2-core CI runner training alongside) loads a model or runs a script many times slower.
 WAIT_MS = 300_000
@@ -134,7 +137,8 @@ class Chat:
 
     def fix_seed(self, seed: int):
         self.mark()
-        self.page.get_by_text("Fixed seed").click()
+        box = self.page.locator('label:has-text("Fixed seed") input[type="checkbox"]')
+        self.start_run(lambda: box.is_checked() or self.page.get_by_text("Fixed seed").click())
         self.rerun_done()
         self.page.wait_for_selector('input[aria-label="Seed"]:not([disabled])')
         self.set_number("Seed", seed)
@@ -172,6 +176,24 @@ class Chat:
         self.wait_for_reply(before + 2)
         return self.text(before + 1)
 
+    def start_run(self, act):
+        """act() until the script run it starts is seen, begun or already over. Under load a
+        click or an Enter can reach a widget before it is ready for it: nothing changes and no
+        run starts. So act() is called again after each 10 s without a run; it must check
+        that its change has not already been made (a second click would undo the first).
+        The limit is the usual one."""
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+        deadline = time.monotonic() + WAIT_MS / 1000
+        while True:
+            act()
+            try:
+                self.page.wait_for_function(RUN_SEEN, arg=self.seen, timeout=10_000)
+                return
+            except PlaywrightTimeout:
+                if time.monotonic() > deadline:
+                    raise
+
     def rerun_done(self):
         """Until a script run that the last action started has finished and the page is idle:
         the page's run count (RUN_COUNTER) passes the one seen after the previous wait."""
@@ -184,25 +206,12 @@ class Chat:
         if box.input_value() == str(value):
             return  # the same value starts no script run, so there is none to wait for
         box.fill(str(value))
-        # Under load the Enter can reach the widget before it has taken the typed value: it
-        # commits nothing, so no run starts. Press it again (refilling if needed) until one
-        # has started or finished, each try 10 s apart; the limit is the usual one.
-        from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-        deadline = time.monotonic() + WAIT_MS / 1000
-        while True:
+        def commit():
+            if box.input_value() != str(value):
+                box.fill(str(value))
             box.press("Enter")
-            try:
-                self.page.wait_for_function(
-                    """seen => (window.__lstmRuns || 0) > seen || document.querySelector(
-                           '[data-testid="stApp"]')?.getAttribute('data-test-script-state') === 'running'""",
-                    arg=self.seen, timeout=10_000)
-                break
-            except PlaywrightTimeout:
-                if time.monotonic() > deadline:
-                    raise
-                if box.input_value() != str(value):
-                    box.fill(str(value))
+        self.start_run(commit)
         self.rerun_done()
 
     def pick_model(self, name: str):
