@@ -63,10 +63,10 @@ def result(out: Path, recipe: str) -> dict:
             "verdict": quality["verdict"].split(":")[0], "reply": quality["samples"][0]["reply"]}
 
 
-def reference(model: Path, corpus: Path) -> dict:
+def reference(model: Path, sample: CorpusSample) -> dict:
     """A trained model judged as the runs are: answers to the upload's messages, its words."""
     ckpt = load_checkpoint(model)
-    q = judge(ckpt.model.eval(), ckpt.tokenizer, CorpusSample.read(load_corpus(corpus)),
+    q = judge(ckpt.model.eval(), ckpt.tokenizer, sample,
               {"val_nats_per_char": float("nan"), "val_bits_per_char": float("nan")})
     m = ckpt.spec.model
     return {"recipe": f"`{model}`, for reference", "size": f"{m.num_layers}×{m.hidden_size}",
@@ -112,8 +112,9 @@ def main(argv=None) -> int:
                 run_train_lm(["--corpus", str(file), "--preset", preset, "--time-budget", str(args.budget)],
                              here / preset)
                 fixed.append(result(here / preset, f"`--preset {preset}`"))
-            others = [reference(args.reference, file)] if args.reference else []
-            rows.append((Path(name).name, file.stat().st_size, page, fixed, others, CorpusSample.read(load_corpus(file)).ceiling))
+            sample = CorpusSample.read(load_corpus(file))  # the upload's words, messages and ceiling
+            others = [reference(args.reference, sample)] if args.reference else []
+            rows.append((Path(name).name, file.stat().st_size, page, fixed, others, sample.ceiling))
     print(f"{args.budget:g} s of training per run (the page's default budget is "
           f"{DEFAULT_BUDGET_MINUTES * 60:g} s); the page with its {DEFAULT_TOKENIZER} tokenizer, the presets "
           f"with the CLI's char; one run each, one after the other:\n")

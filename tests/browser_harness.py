@@ -89,6 +89,22 @@ RUN_SEEN = """seen => (window.__lstmRuns || 0) > seen || document.querySelector(
 WAIT_MS = 300_000
 
 
+def repeat_until(page, act, condition: str, arg=None, every_ms: int = 10_000, limit_s: float = WAIT_MS / 1000):
+    """act(), then wait up to every_ms for the JS `condition` (a function of arg) to return
+    something truthy, which is returned; act() again after each wait that ran out, until
+    limit_s have passed (then Playwright's TimeoutError). For actions a busy page can drop."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    deadline = time.monotonic() + limit_s
+    while True:
+        act()
+        try:
+            return page.wait_for_function(condition, arg=arg, timeout=every_ms).json_value()
+        except PlaywrightTimeout:
+            if time.monotonic() > deadline:
+                raise
+
+
 def new_page(chromium):
     """A tab in a fresh browser context (its own cookies), or pass a BrowserContext for
     another tab of that context (the same browser, to a server: the same person)."""
@@ -182,17 +198,7 @@ class Chat:
         run starts. So act() is called again after each 10 s without a run; it must check
         that its change has not already been made (a second click would undo the first).
         The limit is the usual one."""
-        from playwright.sync_api import TimeoutError as PlaywrightTimeout
-
-        deadline = time.monotonic() + WAIT_MS / 1000
-        while True:
-            act()
-            try:
-                self.page.wait_for_function(RUN_SEEN, arg=self.seen, timeout=10_000)
-                return
-            except PlaywrightTimeout:
-                if time.monotonic() > deadline:
-                    raise
+        repeat_until(self.page, act, RUN_SEEN, self.seen, every_ms=10_000)
 
     def rerun_done(self):
         """Until a script run that the last action started has finished and the page is idle:
@@ -205,7 +211,6 @@ class Chat:
         box = self.page.locator(f'input[aria-label="{label}"]')
         if box.input_value() == str(value):
             return  # the same value starts no script run, so there is none to wait for
-        box.fill(str(value))
 
         def commit():
             if box.input_value() != str(value):

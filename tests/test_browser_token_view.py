@@ -5,14 +5,13 @@ docs/token-view.md (test-artifacts/browser/token-view.png)."""
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from app_pages.token_view import labels
-from browser_harness import CHROMIUM, Chat, app_server, browser_page
+from browser_harness import CHROMIUM, Chat, app_server, browser_page, repeat_until
 from chatbot.chat.sampling import SamplingConfig
 from chatbot.chat.session import ChatSession
 from chatbot.lm.checkpoint import load_checkpoint
@@ -31,19 +30,16 @@ def tooltip(page) -> str:
 def hover_until_tooltip(page, target, head: str, limit_s: float = 60.0) -> str:
     """Hover the token until its whole tooltip shows (the chart may still be redrawn by a late
     rerun, which drops a tooltip already up); return the tooltip's text."""
-    deadline = time.monotonic() + limit_s
-    while True:
+    def hover():
         page.mouse.move(0, 0)
         target.hover()
-        try:
-            handle = page.wait_for_function(
-                """head => { const t = document.querySelector('#vg-tooltip-element')?.innerText || '';
-                             return t.trim().split(/\\s+/).slice(0, 2).join(' ') === head && t.includes('#10') ? t : null; }""",
-                arg=head, timeout=5000)
-            return handle.json_value()
-        except PlaywrightTimeout:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no tooltip starting {head!r}; shown: {tooltip(page)!r}")
+    try:
+        return repeat_until(page, hover,
+                            """head => { const t = document.querySelector('#vg-tooltip-element')?.innerText || '';
+                                         return t.trim().split(/\\s+/).slice(0, 2).join(' ') === head && t.includes('#10') ? t : null; }""",
+                            head, every_ms=5000, limit_s=limit_s)
+    except PlaywrightTimeout:
+        raise AssertionError(f"no tooltip starting {head!r}; shown: {tooltip(page)!r}") from None
 
 
 def test_token_view_in_a_real_browser(tiny_checkpoint, tmp_path):
