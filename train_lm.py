@@ -29,7 +29,7 @@ from chatbot.train.presets import PRESETS
 
 MODEL_FLAGS = {"cell": "cell", "layers": "num_layers", "hidden_size": "hidden_size",
                "embed_size": "embed_size", "dropout": "dropout", "copy_window": "copy_window",
-               "copy_key_size": "copy_key_size"}
+               "copy_key_size": "copy_key_size", "copy_order": "copy_order"}
 SIZE_FLAGS = {"layers", "hidden_size", "embed_size"}
 RUN_FILE = "run.json"  # the run's settings as it starts (config.json comes with the first save)
 TRAIN_FLAGS = ("seq_len", "batch_size", "lr", "min_lr_ratio", "warmup_steps", "weight_decay", "grad_clip",
@@ -62,6 +62,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="a copy head over the last N tokens, which lets a reply repeat a name or word "
                         "from earlier in the chat (0: none; the default model uses 512)")
     g.add_argument("--copy-key-size", type=int, default=ModelConfig.copy_key_size, help="the copy head's key size")
+    g.add_argument("--copy-order", type=int, choices=(1, 2), default=ModelConfig.copy_order,
+                   help="2: the copy head matches the last two tokens read, not only the last one, "
+                        "which follows a name split into many pieces more surely")
     g = p.add_argument_group("training")
     g.add_argument("--seq-len", type=int, default=d.seq_len, help="BPTT window in tokens")
     g.add_argument("--batch-size", type=int, default=d.batch_size, help="parallel text streams")
@@ -123,8 +126,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def adopt_copy_head(args) -> None:
-    """--init-from a model with a copy head: keep its window and key size (and so its trained
-    head) where --copy-window / --copy-key-size were not given. A folder that cannot be read
+    """--init-from a model with a copy head: keep its window, key size and order (and so its
+    trained head) where --copy-window / --copy-key-size / --copy-order were not given. A folder that cannot be read
     is left to the training loop, which names the problem."""
     try:
         model = read_spec(args.init_from).model
@@ -134,6 +137,8 @@ def adopt_copy_head(args) -> None:
         args.copy_window = model.copy_window
     if "copy_key_size" not in args.explicit:
         args.copy_key_size = model.copy_key_size
+    if "copy_order" not in args.explicit:
+        args.copy_order = model.copy_order
 
 
 def stop_with_parent(trainers: list) -> None:

@@ -26,18 +26,18 @@ from chatbot.train.loop import train
 from conftest import run_cli, run_spec
 
 
-def copy_model(cell="lstm", window=16, seed=0) -> LanguageModel:
+def copy_model(cell="lstm", window=16, seed=0, order=1) -> LanguageModel:
     torch.manual_seed(seed)
     model = LanguageModel(ModelConfig(vocab_size=40, cell=cell, num_layers=2, hidden_size=24,
-                                      copy_window=window, copy_key_size=8)).eval()
+                                      copy_window=window, copy_key_size=8, copy_order=order)).eval()
     with torch.no_grad():  # a head that copies noticeably (a new one leaves ~95% to the model)
         model.copy.sentinel_bias.fill_(0.0)
     return model
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
-def test_fed_in_pieces_or_at_once_the_numbers_are_the_same(cell):
-    model = copy_model(cell)
+@pytest.mark.parametrize("cell,order", [("lstm", 1), ("gru", 1), ("rnn", 1), ("lstm", 2)])
+def test_fed_in_pieces_or_at_once_the_numbers_are_the_same(cell, order):
+    model = copy_model(cell, order=order)
     ids = torch.randint(0, 40, (3, 50), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         whole, after = model(ids)
@@ -66,6 +66,34 @@ def test_the_copy_is_a_real_share_of_the_distribution():
     p_copy, p_plain = with_copy[0, -1].exp(), plain[0, -1].exp()
     assert p_copy[window].sum() > p_plain[window].sum() + 0.1  # the copy's share goes to the window's tokens
     assert (p_copy[~window] <= p_plain[~window] + 1e-7).all()  # every other token only gives some up
+
+
+@pytest.mark.parametrize("order", [1, 2])
+def test_order_2_tells_apart_two_places_after_the_same_token_by_the_one_before(order):
+    """A X P ... B X Q ... A X: after "A X", order 1 sees two places that followed X (P and Q)
+    alike; order 2 also matches the A before X, so P gets the copy. Only the token embeddings
+    score here (the hidden-state parts are zeroed), and the copy takes everything."""
+    model = copy_model(order=order)
+    A, B, X, P, Q = 1, 2, 3, 4, 5
+    with torch.no_grad():
+        for linear in (model.copy.key, model.copy.query):
+            linear.weight.zero_()
+            linear.bias.zero_()
+        model.copy.sentinel_bias.fill_(-100.0)
+        if order == 2:
+            model.copy.key_token2.weight.mul_(6.0)
+            model.copy.query_token2.weight.copy_(model.copy.key_token2.weight)
+        log_p, _ = model(torch.tensor([[A, X, P, B, X, Q, A, X]]))
+    p = log_p[0, -1].exp()
+    if order == 1:
+        assert torch.isclose(p[P], p[Q], rtol=1e-4)
+    else:
+        assert p[P] > 0.9 and p[Q] < 0.05
+
+
+def test_a_copy_order_other_than_1_or_2_is_refused():
+    with pytest.raises(ChatbotError, match="copy_order must be 1"):
+        ModelConfig(vocab_size=40, copy_window=8, copy_order=3)
 
 
 def test_copyable_marks_the_targets_that_follow_the_token_just_read_in_the_window():
@@ -120,9 +148,9 @@ def test_a_copy_loss_weight_is_stored_and_needs_a_copy_head(chat_corpus, tmp_pat
     assert result.returncode == 2 and "--copy-loss-weight must be" in result.stderr
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_the_stepper_one_token_and_in_rows_matches_the_forward(cell):
-    model = copy_model(cell)
+@pytest.mark.parametrize("cell,order", [("lstm", 1), ("gru", 1), ("lstm", 2)])
+def test_the_stepper_one_token_and_in_rows_matches_the_forward(cell, order):
+    model = copy_model(cell, order=order)
     ids = torch.randint(0, 40, (2, 30), generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         whole, after = model(ids)
@@ -203,6 +231,13 @@ def test_fine_tuning_a_copy_model_keeps_its_head_unless_told_otherwise(copy_run,
                      "--batch-size", "4", "--eval-every", "1")
     assert result.returncode == 0, result.stderr
     assert load_checkpoint(tmp_path / "plain").model.copy is None
+    result = run_cli("train_lm.py", "--corpus", str(chat_corpus), "--out", str(tmp_path / "order2"),
+                     "--init-from", str(copy_run), "--copy-order", "2", "--max-steps", "1", "--lr", "1e-9",
+                     "--seq-len", "32", "--batch-size", "4", "--eval-every", "1")
+    assert result.returncode == 0, result.stderr
+    order2 = load_checkpoint(tmp_path / "order2")  # the trained head is kept; the order-2 parts are new
+    assert order2.spec.model.copy_order == 2 and order2.model.copy.key_token2 is not None
+    assert torch.allclose(order2.model.copy.key_token.weight, base.model.copy.key_token.weight, atol=1e-6)
 
 
 def test_freeze_lm_without_a_copy_head_is_refused(tiny_checkpoint, chat_corpus, tmp_path):

@@ -16,6 +16,11 @@ so "My name is" later matches "My name is" earlier, and the token that followed 
 after that token, the next piece of the name follows the same way. The sentinel's share is the
 model's own distribution: where nothing in the window fits, the reply is the LSTM's.
 
+With copy_order 2 the key also carries the token two before its slot, and the query the token
+before the one just read: "name is" then matches "name is" and not every other "is", and "▁L"
+after "is" matches only the "▁L" that came after "is". A name split into many one-letter pieces
+is then followed piece by piece without the match being shared among look-alikes.
+
 The window (keys and tokens of the last `copy_window` positions) is part of the recurrent
 state (state.py): the conversation's memory is still one fixed-size state, and a turn still
 feeds only the new message at a cost that does not grow with the conversation.
@@ -33,7 +38,7 @@ from torch import nn
 
 
 class CopyHead(nn.Module):
-    def __init__(self, hidden_size: int, key_size: int, window: int, vocab_size: int):
+    def __init__(self, hidden_size: int, key_size: int, window: int, vocab_size: int, order: int = 1):
         super().__init__()
         self.key_size = key_size
         self.key = nn.Linear(hidden_size, key_size)
@@ -45,6 +50,15 @@ class CopyHead(nn.Module):
         self.query_token = nn.Embedding(vocab_size, key_size)
         with torch.no_grad():  # start alike: a token's query matches its own keys (q·k ≈ key_size)
             self.query_token.weight.copy_(self.key_token.weight[:vocab_size])
+        self.key_token2 = self.query_token2 = None
+        if order == 2:  # the token two before a slot, and the one before the token just read
+            # (row vocab_size: none). Smaller at first, so a head trained without them still
+            # copies as before while these learn how much the longer match should count.
+            self.key_token2 = nn.Embedding(vocab_size + 1, key_size)
+            self.query_token2 = nn.Embedding(vocab_size + 1, key_size)
+            with torch.no_grad():
+                self.key_token2.weight.mul_(0.5)
+                self.query_token2.weight.copy_(self.key_token2.weight)
         self.sentinel = nn.Parameter(torch.zeros(key_size))
         # Added to the sentinel's score: it starts at log(window) + 3, so a new head leaves
         # about 95% to the model (not 1 / (window + 1)) until it has learned where to copy.
@@ -58,13 +72,20 @@ class CopyHead(nn.Module):
         window so far. Returns log p (B, T, V) and the window after ids."""
         B, T = ids.shape
         W = keys.shape[0]
-        previous = torch.cat([values[-1:].T, ids[:, :-1]], 1)  # the token before each of ids
-        previous = previous.masked_fill(previous < 0, self.key_token.num_embeddings - 1)
+        none = self.key_token.num_embeddings - 1
+        # ids with the two tokens before them (-1 where there are none yet), then as embedding rows
+        seq = torch.cat([values.new_full((B, 2), -1), values.T, ids], 1)[:, -(T + 2):]
+        seq = seq.masked_fill(seq < 0, none)
+        previous = seq[:, 1:-1]  # the token before each of ids
         new_keys = (self.key(torch.cat([before[:, None].to(out.dtype), out[:, :-1]], 1)).float()
                     + self.key_token(previous).float())
+        if self.key_token2 is not None:
+            new_keys = new_keys + self.key_token2(seq[:, :-2]).float()
         all_keys = torch.cat([keys.transpose(0, 1), new_keys], 1)  # (B, W + T, K)
         all_values, visible = window_slots(values, ids)
         query = self.query(out).float() + self.query_token(ids).float()
+        if self.key_token2 is not None:
+            query = query + self.query_token2(previous).float()
         scores = query @ all_keys.transpose(1, 2)  # (B, T, W + T)
         scores = scores.masked_fill(~visible, float("-inf"))
         sentinel = (query @ self.sentinel.float())[..., None]  # (B, T, 1)

@@ -59,6 +59,7 @@ class ModelConfig:
     tie_weights: bool = True
     copy_window: int = 0  # > 0: a copy head over the last this many positions (copy.py)
     copy_key_size: int = 32  # the copy head's key and query size
+    copy_order: int = 1  # 2: keys and queries also carry the token two back (copy.py)
 
     def __post_init__(self):
         if self.cell not in CELLS:
@@ -77,6 +78,9 @@ class ModelConfig:
             if not isinstance(getattr(self, name), int) or getattr(self, name) < (0 if name == "copy_window" else 1):
                 raise ChatbotError(f"model setting {name} must be a whole number (copy_window 0: no copy "
                                    f"head), got {getattr(self, name)!r}.")
+        if self.copy_order not in (1, 2):
+            raise ChatbotError(f"model setting copy_order must be 1 (match the token just read) or 2 "
+                               f"(also the one before it), got {self.copy_order!r}.")
         if not self.embed_size:
             self.embed_size = self.hidden_size
 
@@ -92,6 +96,7 @@ class ModelConfig:
                      for i in range(self.num_layers))
         K = self.copy_key_size
         copy = 2 * (H * K + K) + (2 * V + 1) * K + K + 1 if self.copy_window else 0
+        copy += 2 * (V + 1) * K if self.copy_window and self.copy_order == 2 else 0
         return V * E + layers + (0 if self.tied else V * H) + V + copy
 
     def weight_shapes(self) -> Iterator[tuple[str, tuple[int, ...]]]:
@@ -118,6 +123,9 @@ class ModelConfig:
             yield "copy.query_token.weight", (V, K)
             yield "copy.sentinel", (K,)
             yield "copy.sentinel_bias", (1,)
+            if self.copy_order == 2:
+                yield "copy.key_token2.weight", (V + 1, K)
+                yield "copy.query_token2.weight", (V + 1, K)
 
     def check_weight_shapes(self, shapes: dict[str, tuple[int, ...]], source: str) -> None:
         """Refuse saved tensor shapes (from a safetensors header) that these settings do not
@@ -126,7 +134,7 @@ class ModelConfig:
         hint = ("config.json and the weights come from different runs, or config.json was edited; "
                 "copy the whole folder again or retrain.")
         count = (2 + 4 * self.num_layers + (0 if self.tied else 1)  # what weight_shapes yields
-                 + (8 if self.copy_window else 0))
+                 + ((8 + 2 * (self.copy_order == 2)) if self.copy_window else 0))
         for name, shape in self.weight_shapes():
             if name not in shapes:
                 raise ChatbotError(f"{source}: the weights do not fit config.json (it implies "
@@ -164,7 +172,7 @@ class LanguageModel(nn.Module):
         self.head = nn.Linear(c.hidden_size, c.vocab_size)
         if c.tied:
             self.head.weight = self.embed.weight  # Press & Wolf 2017: fewer parameters, better loss
-        self.copy = CopyHead(c.hidden_size, c.copy_key_size, c.copy_window, c.vocab_size) if c.copy_window else None
+        self.copy = CopyHead(c.hidden_size, c.copy_key_size, c.copy_window, c.vocab_size, c.copy_order) if c.copy_window else None
         self._init_weights()
 
     def _init_weights(self):

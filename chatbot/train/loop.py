@@ -387,7 +387,8 @@ def _prepare(spec: RunSpec, cfg: TrainConfig, corpus: Path, out: Path, resume: b
         kind = init.spec.tokenizer.kind
         spec = replace(spec, tokenizer=init.spec.tokenizer,
                        model=replace(init.spec.model, copy_window=spec.model.copy_window,
-                                     copy_key_size=spec.model.copy_key_size))
+                                     copy_key_size=spec.model.copy_key_size,
+                                     copy_order=spec.model.copy_order))
         if world.is_main:
             init.tokenizer.save(out)
     elif not resume and world.is_main:  # one tokenizer for every rank: rank 0 trains it, the others read it
