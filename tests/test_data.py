@@ -95,3 +95,58 @@ def test_pages_of_a_memory_mapped_corpus_are_handed_back_as_training_reads_on(tm
     x, y, _ = streams.window(Streams.RELEASE_EVERY)  # a release step, then one window read
     assert mapped_kb(path) <= 4_096  # (the kernel may map a whole 2 MB folio around a read)
     assert x[0, :3].tolist() == [(Streams.RELEASE_EVERY * 64 + i) % 2**16 for i in range(3)]  # data intact
+
+
+def test_in_user_turn_marks_the_targets_inside_a_users_message():
+    from chatbot.train.data import in_user_turn
+
+    U, B = 1, 2  # <|user|>, <|bot|>
+    text = np.array([U, 5, 6, 3, B, 7, 8, 3, U, 9, 3, B, 4])
+    #                u  u  u  u  b  b  b  b  u  u  u  b  b
+    expected = [1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 0, 0]
+    assert in_user_turn(text, 0, 13, U, B).astype(int).tolist() == expected
+    assert in_user_turn(text, 6, 5, U, B).astype(int).tolist() == expected[6:11]  # the turn from before the slice
+    assert in_user_turn(text, 6, 5, U, B, lookback=1).astype(int).tolist() == [0, 0, 1, 1, 1]  # B out of reach: unknown = not user
+    assert not in_user_turn(np.array([5, 6, 7]), 0, 3, U, B).any()  # plain text has no turns
+
+
+def test_user_targets_line_up_with_the_windows_targets():
+    """Every epoch's layout (shuffled conversations), window by window: the mask marks exactly
+    the targets whose last turn token, in the stream they are read from, is <|user|>."""
+    rng = np.random.default_rng(0)
+    ids, starts = [], []
+    for _ in range(200):  # conversations: <|user|> msg <|end|> <|bot|> reply <|end|>, twice
+        starts.append(len(ids))
+        for _ in range(2):
+            ids += [1, *rng.integers(10, 50, rng.integers(1, 9)), 3, 2, *rng.integers(10, 50, rng.integers(1, 9)), 3]
+    s = Streams(torch.tensor(ids), batch_size=4, seq_len=16, doc_starts=starts, seed=1)
+    assert s.shuffled
+    for step in (0, 1, s.windows + 2):
+        _, y, _ = s.window(step)
+        mask = s.user_targets(step, 1, 2)
+        a = (step % s.windows) * s.seq_len
+        for row, f in enumerate(s.firsts):
+            for t in range(s.seq_len):
+                before = s.text[:f + a + t + 2]  # up to and including target t
+                turns = [v for v in before[::-1] if v in (1, 2)]
+                assert bool(mask[row, t]) == (bool(turns) and turns[0] == 1)
+                assert y[row, t] == s.text[f + a + t + 1]
+
+
+def test_user_loss_weight_weighs_the_users_targets():
+    from chatbot.lm.model import LanguageModel, ModelConfig
+    from chatbot.train.device import training_loss
+
+    torch.manual_seed(0)
+    model = LanguageModel(ModelConfig(vocab_size=30, hidden_size=16, num_layers=1)).eval()
+    ids = torch.randint(0, 30, (2, 21), generator=torch.Generator().manual_seed(1))
+    x, y = ids[:, :-1], ids[:, 1:]
+    user = torch.zeros(2, 20, dtype=torch.bool)
+    user[:, :8] = True
+    with torch.no_grad():
+        nll = torch.nn.functional.cross_entropy(model(x)[0].flatten(0, 1), y.flatten(), reduction="none").view(2, 20)
+        only_bot, _ = training_loss(model, x, y, None, False, target_weight=torch.where(user, 0.0, 1.0))
+        half, _ = training_loss(model, x, y, None, False, target_weight=torch.where(user, 0.5, 1.0))
+    assert only_bot.item() == pytest.approx(nll[~user].mean().item(), rel=1e-5)
+    w = torch.where(user, 0.5, 1.0)
+    assert half.item() == pytest.approx(((w * nll).sum() / w.sum()).item(), rel=1e-5)
