@@ -34,7 +34,7 @@ SIZE_FLAGS = {"layers", "hidden_size", "embed_size"}
 RUN_FILE = "run.json"  # the run's settings as it starts (config.json comes with the first save)
 TRAIN_FLAGS = ("seq_len", "batch_size", "lr", "min_lr_ratio", "warmup_steps", "weight_decay", "grad_clip",
                "max_steps", "time_budget", "eval_every", "checkpoint_every", "val_fraction", "seed", "device", "precision",
-               "init_from", "freeze_lm", "copy_loss_weight", "user_loss_weight")
+               "init_from", "freeze_lm", "copy_loss_weight")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -97,9 +97,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     g.add_argument("--copy-loss-weight", type=float, default=d.copy_loss_weight,
                    help="with a copy head: targets the head could copy from its window count "
                         "1 + this x (1 - their probability) times in the loss (0: off)")
-    g.add_argument("--user-loss-weight", type=float, default=d.user_loss_weight,
-                   help="chat corpora: what a target in a user's turn counts for in the loss, a bot's "
-                        "counting 1 (0: learn only to reply; validation stays the plain loss)")
     g.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default=d.device)
     g.add_argument("--precision", choices=PRECISIONS, default=d.precision,
                    help="bf16: matrix products in bfloat16 (about 1.8x faster on CPUs with "

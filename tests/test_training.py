@@ -180,20 +180,3 @@ def test_preset_fills_unset_flags_and_explicit_flags_win(chat_corpus, tmp_path):
     assert (t["seq_len"], t["lr"], t["min_lr_ratio"]) == (cpu.seq_len, cpu.lr, cpu.min_lr_ratio)
     assert (t["batch_size"], t["precision"], t["eval_every"]) == (4, "fp32", 1000000)
     assert t["max_steps"] is None and t["time_budget"] == 2  # a budget alone sets no step limit
-
-
-def test_user_loss_weight_is_stored_and_refused_where_it_cannot_apply(chat_corpus, tmp_path):
-    small = ("--max-steps", "2", "--seq-len", "32", "--batch-size", "4", "--hidden-size", "32", "--layers", "1",
-             "--eval-every", "2")
-    result = run_cli("train_lm.py", "--corpus", str(chat_corpus), "--out", str(tmp_path / "w"),
-                     "--user-loss-weight", "0.25", *small)
-    assert result.returncode == 0, result.stderr
-    assert load_checkpoint(tmp_path / "w").spec.training.user_loss_weight == 0.25
-    plain = tmp_path / "plain.txt"
-    plain.write_text("a plain text with no conversations in it at all. " * 200, encoding="utf-8")
-    result = run_cli("train_lm.py", "--corpus", str(plain), "--out", str(tmp_path / "p"),
-                     "--user-loss-weight", "0", *small)
-    assert result.returncode == 2 and "has none (plain text)" in result.stderr
-    result = run_cli("train_lm.py", "--corpus", str(chat_corpus), "--out", str(tmp_path / "n"),
-                     "--user-loss-weight", "-1", *small)
-    assert result.returncode == 2 and "--user-loss-weight must be" in result.stderr

@@ -60,7 +60,6 @@ class TrainConfig:
     init_from: str = ""  # a trained model folder: this run starts from its weights and tokenizer
     freeze_lm: bool = False  # train only the copy head; the language model's weights stay as they are
     copy_loss_weight: float = 0.0  # > 0: weigh targets the copy head could copy (train/device.py)
-    user_loss_weight: float = 1.0  # what a target in a user's turn counts for in the loss (bot's: 1)
 
     def __post_init__(self):
         for name in ("seq_len", "batch_size", "eval_every"):
@@ -77,9 +76,6 @@ class TrainConfig:
         if not 0 <= self.copy_loss_weight < math.inf:
             raise ChatbotError(f"--copy-loss-weight must be 0 (off) or a positive finite number, "
                                f"got {self.copy_loss_weight}.")
-        if not 0 <= self.user_loss_weight < math.inf:
-            raise ChatbotError(f"--user-loss-weight must be 0 (learn only the bot's turns) or a positive "
-                               f"finite number (1: like the bot's), got {self.user_loss_weight}.")
         if not self.grad_clip > 0:  # 0 would zero every gradient; a negative norm ascends
             raise ChatbotError(f"--grad-clip must be a positive gradient norm (inf turns clipping "
                                f"off), got {self.grad_clip}.")

@@ -119,31 +119,6 @@ class Streams:
         rows = torch.from_numpy(rows)
         return rows[:, :-1], rows[:, 1:], w == 0
 
-    def user_targets(self, step: int, user_id: int, bot_id: int) -> torch.Tensor:
-        """(batch, seq_len) bool for the targets of window(step): True where a target lies in a
-        user's turn (the last turn token at or before it is <|user|>, not <|bot|>). Looks back
-        at most TURN_LOOKBACK tokens before the window for the turn it starts in."""
-        epoch, w = divmod(step, self.windows)
-        self._layout(epoch)
-        a = w * self.seq_len
-        return torch.from_numpy(np.stack([
-            in_user_turn(self.text, f + a + 1, self.seq_len, user_id, bot_id) for f in self.firsts]))
-
-
-TURN_LOOKBACK = 4096  # tokens: longer than any one message of a chat corpus
-
-
-def in_user_turn(text, start: int, length: int, user_id: int, bot_id: int,
-                 lookback: int = TURN_LOOKBACK) -> np.ndarray:
-    """text[start:start + length] as bools: True where the last turn token at or before each
-    position (looking back at most `lookback` tokens before `start`) is user_id."""
-    first = max(0, start - lookback)
-    seg = np.asarray(text[first:start + length])
-    turn = np.where(seg == user_id, 1, np.where(seg == bot_id, 0, -1))
-    last = np.maximum.accumulate(np.where(turn >= 0, np.arange(len(seg)), -1))
-    user = (last >= 0) & (turn[np.maximum(last, 0)] == 1)
-    return user[start - first:]
-
 
 def release_pages(ids) -> None:
     """Unmap the pages of a memory-mapped id file this process has read. They stay in the

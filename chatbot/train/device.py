@@ -80,7 +80,7 @@ def checked_precision(asked: str, resolved: str, model: LanguageModel, device: t
 
 
 def training_loss(model: LanguageModel, x: torch.Tensor, y: torch.Tensor, state, bf16: bool,
-                  copy_loss_weight: float = 0.0, target_weight: torch.Tensor | None = None):
+                  copy_loss_weight: float = 0.0):
     """One forward at the run's precision (bf16 matmuls under autocast when asked); the loss
     itself is taken in fp32. Returns (loss, state after the window).
 
@@ -90,18 +90,14 @@ def training_loss(model: LanguageModel, x: torch.Tensor, y: torch.Tensor, state,
     window); other targets count once, and the loss is the weighted mean. It leans the training
     toward the places where continuing a copy was possible and the model did not do it yet: the
     last pieces of a name it was told, which the head otherwise drops in favour of the language
-    model's "." (bench/README.md, "The copy head").
-
-    target_weight (B, T), if given, multiplies each target's weight (--user-loss-weight)."""
+    model's "." (bench/README.md, "The copy head")."""
     with torch.autocast(x.device.type, torch.bfloat16, enabled=bf16):
         logits, after = model(x, state)
     nll = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), reduction="none")
-    if not copy_loss_weight and target_weight is None:
+    if not copy_loss_weight:
         return nll.mean(), after
-    weight = torch.ones_like(nll) if target_weight is None else target_weight.flatten().to(nll)
-    if copy_loss_weight:
-        if state is None:
-            state = getattr(model, "module", model).initial_state(x.shape[0])  # (a DDP wrapper's model)
-        can_copy = copyable(state.values.to(x.device), x, y).flatten()
-        weight = weight * (1 + copy_loss_weight * can_copy * (1 - torch.exp(-nll.detach())))
-    return (weight * nll).sum() / weight.sum().clamp_min(1e-9), after
+    if state is None:
+        state = getattr(model, "module", model).initial_state(x.shape[0])  # (a DDP wrapper's model)
+    can_copy = copyable(state.values.to(x.device), x, y).flatten()
+    weight = 1 + copy_loss_weight * can_copy * (1 - torch.exp(-nll.detach()))
+    return (weight * nll).sum() / weight.sum(), after

@@ -160,12 +160,8 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         x, y = x[self.rows].to(self.device), y[self.rows].to(self.device)
-        target_weight = None
-        if cfg.user_loss_weight != 1:  # a user's turn counts for user_loss_weight, a bot's for 1
-            user = self.streams.user_targets(run.step, self.tokenizer.user_id, self.tokenizer.bot_id)
-            target_weight = torch.where(user[self.rows], cfg.user_loss_weight, 1.0).to(self.device)
         loss, state = training_loss(self.net, x, y, run.carried, cfg.precision == "bf16",
-                                    cfg.copy_loss_weight, target_weight)
+                                    cfg.copy_loss_weight)
         mean_loss = self.world.mean(loss)  # every rank sees the same loss, so all stop on a NaN
         if not torch.isfinite(mean_loss):
             if run.best_val is None:  # no evaluation has saved a checkpoint in this run yet
@@ -410,9 +406,6 @@ def _prepare(spec: RunSpec, cfg: TrainConfig, corpus: Path, out: Path, resume: b
                                "add --copy-window N (e.g. 512).")
         for name, param in model.named_parameters():
             param.requires_grad_(name.startswith("copy."))
-    if cfg.user_loss_weight != 1 and not text.is_chat:
-        raise ChatbotError(f"--user-loss-weight weighs the user's turns of chat conversations, and "
-                           f"{corpus} has none (plain text): leave it at 1, or train on a .jsonl chat corpus.")
     if cfg.copy_loss_weight and model.copy is None:
         raise ChatbotError("--copy-loss-weight weighs the targets a copy head could copy, and this "
                            "model has none: add --copy-window N (e.g. 512), or leave the weight at 0.")
