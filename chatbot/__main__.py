@@ -12,7 +12,7 @@ import sys
 from .chat.sampling import SETTINGS, SamplingConfig
 from .chat.session import ChatSession
 from .errors import ChatbotError
-from .lm.checkpoint import load_checkpoint
+from .lm.checkpoint import load_checkpoint, save_fp16_copy
 
 CHAT_HELP = """commands: /reset (fresh memory)  /regen (new version of the last reply)
           /temp X (set temperature)  /help  /quit   (Ctrl-C stops a reply, Ctrl-D quits)"""
@@ -96,7 +96,19 @@ def main(argv: list[str] | None = None) -> int:
     add_sampling_flags(gen)
     gen.add_argument("--prompt", required=True, help="text to continue (or, with --chat, a message)")
     gen.add_argument("--chat", action="store_true", help="treat --prompt as a user message and print the reply")
+    half = sub.add_parser("fp16", help="copy a model with its weights stored as fp16 (half the size)")
+    half.add_argument("--model", required=True, help="the checkpoint folder to copy")
+    half.add_argument("--out", required=True, help="a new, empty folder for the copy")
     args = parser.parse_args(argv)
+    if args.command == "fp16":
+        try:
+            out = save_fp16_copy(args.model, args.out)
+        except ChatbotError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        size = (out / "model.safetensors").stat().st_size
+        print(f"wrote {out} (weights {size / 1e6:.1f} MB, fp16)")
+        return 0
     try:
         sampling = sampling_from(args)
         ckpt = load_checkpoint(args.model)

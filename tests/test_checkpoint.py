@@ -56,6 +56,39 @@ def test_round_trip_gives_identical_logits_and_generation(tiny_checkpoint, tmp_p
     assert not list((tmp_path / "copy").glob("*.tmp"))  # atomic writes leave no temp files
 
 
+def test_an_fp16_copy_is_half_the_size_and_answers_alike(folder, tmp_path):
+    """`python -m chatbot fp16`: the weights stored as fp16 load back as fp32 and give nearly
+    the same log-probabilities; an --out that holds anything is refused, not overwritten."""
+    from conftest import run_cli
+
+    result = run_cli("-m", "chatbot", "fp16", "--model", str(folder), "--out", str(tmp_path / "half"))
+    assert result.returncode == 0, result.stderr
+    full, half = load_checkpoint(folder), load_checkpoint(tmp_path / "half")
+    size = lambda f: (f / "model.safetensors").stat().st_size  # noqa: E731
+    assert size(tmp_path / "half") < 0.55 * size(folder)
+    assert all(t.dtype == torch.float16 for t in load_tensors(tmp_path / "half" / "model.safetensors")[0].values())
+    assert all(p.dtype == torch.float32 for p in half.model.parameters())
+    ids = torch.tensor([full.tokenizer.encode("hello, what does the forget gate do?")])
+    with torch.inference_mode():
+        a, b = full.model.eval()(ids)[0].log_softmax(-1), half.model.eval()(ids)[0].log_softmax(-1)
+    assert not torch.equal(a, b) and torch.allclose(a, b, atol=0.05)
+    assert (tmp_path / "half" / "train_log.jsonl").read_bytes() == (folder / "train_log.jsonl").read_bytes()
+    again = run_cli("-m", "chatbot", "fp16", "--model", str(folder), "--out", str(tmp_path / "half"))
+    assert again.returncode == 2 and "is not empty" in again.stderr
+    assert load_checkpoint(tmp_path / "half").fingerprint == half.fingerprint  # left as it was
+
+
+def test_weights_beyond_fp16s_range_are_not_halved(folder, tmp_path):
+    from chatbot.lm.checkpoint import save_fp16_copy
+
+    ckpt = load_checkpoint(folder)
+    with torch.no_grad():
+        ckpt.model.head.bias[0] = 1e6
+    save_checkpoint(folder, ckpt.model, ckpt.tokenizer, ckpt.spec)
+    with pytest.raises(ChatbotError, match="beyond fp16's range"):
+        save_fp16_copy(folder, tmp_path / "half")
+
+
 def test_tied_head_is_stored_once(tiny_checkpoint):
     from safetensors import safe_open
     with safe_open(str(tiny_checkpoint / "model.safetensors"), "pt") as f:
