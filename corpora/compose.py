@@ -213,8 +213,10 @@ class Composed:
     messages: list[tuple[str, str]]
 
 
-def build(seed: int = 1, everyday_chars: int = 1_000_000, memory_chars: int = 350_000) -> list[Composed]:
-    """Every composed conversation, in the order the shards take them."""
+def build(seed: int = 1, everyday_chars: int = 1_000_000, memory_chars: int = 350_000,
+          invented: tuple[int, int] | None = None, lead_ins: bool = False) -> list[Composed]:
+    """Every composed conversation, in the order the shards take them. `invented` and
+    `lead_ins`: see --invented-syllables and --lead-ins."""
     sys.path.insert(0, str(HERE))
     from memory import curriculum  # corpora/memory.py, beside this file
 
@@ -229,7 +231,7 @@ def build(seed: int = 1, everyday_chars: int = 1_000_000, memory_chars: int = 35
         topics = read_topics(lang)
         out += [Composed("everyday", lang, c) for c in everyday(topics, everyday_chars, rng, budget)]
         out += [Composed("memory", lang, c)
-                for c in curriculum(lang, memory_chars, lambda: filler(topics, rng, budget), rng, budget)]
+                for c in curriculum(lang, memory_chars, lambda: filler(topics, rng, budget), rng, budget, invented, lead_ins)]
     rng.shuffle(out)
     return out
 
@@ -249,8 +251,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--everyday-chars", type=int, default=1_000_000, help="characters of everyday talk per language")
     p.add_argument("--memory-chars", type=int, default=350_000, help="characters of memory curriculum per language")
+    p.add_argument("--invented-syllables", type=int, nargs=2, metavar=("MIN", "MAX"),
+                   help="names, pets, cities and code words are all made-up words of MIN to MAX "
+                        "syllables (default: about half from hand-written lists, the made-up ones "
+                        "of 2-3 syllables, a Korean pet's of 2)")
+    p.add_argument("--lead-ins", action="store_true",
+                   help="a memory reply never starts with the fact ('네, 포휸료에 사세요.', not '포휸료에 "
+                        "사세요.'): a message's first word lacks the word-start mark its telling had, "
+                        "so the copy head could not copy its first piece")
     p.add_argument("--out", type=Path, default=OUT)
     args = p.parse_args(argv)
+    if args.invented_syllables and not 1 <= args.invented_syllables[0] <= args.invented_syllables[1]:
+        p.error("--invented-syllables needs 1 <= MIN <= MAX")
     if args.check:
         for path in args.check:
             topic = read_topic(Path(path))
@@ -258,7 +270,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{path}: ok, {len(topic.threads)} threads, {variants} variants, "
                   f"{len(topic.slots)} slots")
         return 0
-    conversations = build(args.seed, args.everyday_chars, args.memory_chars)
+    conversations = build(args.seed, args.everyday_chars, args.memory_chars,
+                          tuple(args.invented_syllables) if args.invented_syllables else None, args.lead_ins)
     write_shards(conversations, args.out)
     for lang in ("en", "ko"):
         for kind in ("everyday", "memory"):

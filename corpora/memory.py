@@ -110,8 +110,8 @@ def pet(lang: str, rng: random.Random) -> str:
     return rng.choice(KO_PETS if lang == "ko" else EN_PETS)
 
 
-def code_word(lang: str, rng: random.Random) -> str:
-    word = invented_word("en" if rng.random() < 0.5 else lang, rng, (2, 3))
+def code_word(lang: str, rng: random.Random, syllables: tuple[int, int] = (2, 3)) -> str:
+    word = invented_word("en" if rng.random() < 0.5 else lang, rng, syllables)
     return word.lower() if rng.random() < 0.7 else f"{word.lower()}{rng.randint(2, 99)}"
 
 
@@ -131,6 +131,17 @@ VALUES: dict[str, Callable[[str, random.Random], str]] = {
     "job": lambda lang, rng: rng.choice(KO_JOBS if lang == "ko" else EN_JOBS),
     "code": code_word,
 }
+
+MADE_UP = ("name", "pet", "city", "code")  # the kinds a drill can make all made-up (compose.py --invented-syllables)
+
+
+def value(kind: str, lang: str, rng: random.Random, invented: tuple[int, int] | None) -> str:
+    """A fact's value: from VALUES, or with `invented` (a syllable range) a made-up word of that
+    length for the kinds in MADE_UP, so no length or list is more likely than another."""
+    if invented is None or kind not in MADE_UP:
+        return VALUES[kind](lang, rng)
+    return code_word(lang, rng, invented) if kind == "code" else invented_word(lang, rng, invented)
+
 
 # --- what is said ---------------------------------------------------------------------------
 # For each fact: how the user tells it, how the bot acknowledges it (echoing the value), how
@@ -378,23 +389,32 @@ KO = {
     },
 }
 TEMPLATES = {"en": EN, "ko": KO}
+# Put before a bot reply that would start with the fact's value (compose.py --lead-ins). A
+# message's first word is spelt without the word-start mark ("포", not "▁포") that the same
+# word has inside the telling, so the copy head cannot copy a reply's first piece from it.
+LEAD_INS = {"en": ["Sure, ", "Yes: ", "I remember: ", "Of course: ", "Easy: "],
+            "ko": ["네, ", "기억해요. ", "물론이죠, ", "음, ", "그럼요, "]}
 DISTANCES = [0] * 26 + [1] * 16 + [2] * 12 + [3] * 11 + [4] * 9 + [5] * 8 + [6] * 8 + [7] * 5 + [8] * 5
 
 
 def conversation(lang: str, filler: Callable[[], tuple[str, str]], rng: random.Random,
-                 budget: Budget) -> list[tuple[str, str]]:
+                 budget: Budget, invented: tuple[int, int] | None = None,
+                 lead_ins: bool = False) -> list[tuple[str, str]]:
     """One memory conversation: tell 1-3 facts, chat, maybe correct one, ask for them back
     (and maybe for one never told)."""
     t = TEMPLATES[lang]
     kinds = rng.sample(list(t), rng.choice([1, 1, 1, 2, 2, 3]))
     kind_word = rng.choice(KO_PET_KINDS if lang == "ko" else EN_PET_KINDS)
-    facts = {k: VALUES[k](lang, rng) for k in kinds}
+    facts = {k: value(k, lang, rng, invented) for k in kinds}
     messages = []
 
     def exchange(kind: str, user: str, bot: str, v: str, old: str = ""):
         values = {"v": v, "old": old, "kind": kind_word}
         messages.append(("user", fill(rng.choice(t[kind][user]), values)))
-        messages.append(("assistant", budget.pick(t[kind][bot], values, rng)))
+        reply = budget.pick(t[kind][bot], values, rng)
+        if lead_ins and any(x and reply.startswith(x) for x in (v, old)):
+            reply = rng.choice(LEAD_INS[lang]) + reply
+        messages.append(("assistant", reply))
 
     for k in kinds:
         exchange(k, "tell", "echo", facts[k])
@@ -402,7 +422,7 @@ def conversation(lang: str, filler: Callable[[], tuple[str, str]], rng: random.R
         messages += list(zip(("user", "assistant"), filler()))
     if rng.random() < 0.12:
         k = rng.choice(kinds)
-        new = VALUES[k](lang, rng)
+        new = value(k, lang, rng, invented)
         if new != facts[k]:
             exchange(k, "correct", "ack", new, facts[k])
             facts[k] = new
@@ -424,10 +444,11 @@ def conversation(lang: str, filler: Callable[[], tuple[str, str]], rng: random.R
 
 
 def curriculum(lang: str, target_chars: int, filler: Callable[[], tuple[str, str]],
-               rng: random.Random, budget: Budget) -> list[list[tuple[str, str]]]:
+               rng: random.Random, budget: Budget, invented: tuple[int, int] | None = None,
+               lead_ins: bool = False) -> list[list[tuple[str, str]]]:
     out, total = [], 0
     while total < target_chars:
-        conv = conversation(lang, filler, rng, budget)
+        conv = conversation(lang, filler, rng, budget, invented, lead_ins)
         budget.count(conv)
         out.append(conv)
         total += sum(len(text) for _, text in conv)

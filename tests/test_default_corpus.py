@@ -8,7 +8,6 @@ import json
 import re
 import sys
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
@@ -77,6 +76,44 @@ def test_the_shards_are_what_compose_makes(composed, tmp_path):
     for made in sorted(tmp_path.glob("talk-*.jsonl")):
         shipped = DEFAULT / made.name
         assert hashlib.sha256(made.read_bytes()).digest() == hashlib.sha256(shipped.read_bytes()).digest(), made.name
+
+
+def test_the_recall_drill_is_what_compose_makes_and_its_facts_are_all_made_up(tmp_path):
+    """corpora/recall-drill comes from the command in corpora/README.md; with
+    --invented-syllables every name, pet, city and code word is a made-up word of 1-4
+    syllables (no list, no favoured length), so a drilled model cannot learn how long a name is."""
+    assert compose.main(["--seed", "2", "--everyday-chars", "400000", "--memory-chars", "600000",
+                         "--invented-syllables", "1", "4", "--lead-ins", "--out", str(tmp_path)]) == 0
+    for made in sorted(tmp_path.glob("talk-*.jsonl")):
+        shipped = ROOT / "corpora" / "recall-drill" / made.name
+        assert made.read_bytes() == shipped.read_bytes(), made.name
+    import memory  # corpora/memory.py
+
+    rng = __import__("random").Random(0)
+    lengths = Counter(len(memory.value("pet", "ko", rng, (1, 4))) for _ in range(400))
+    assert set(lengths) == {1, 2, 3, 4}  # Korean: one Hangul block per syllable
+    assert not {memory.value("name", "en", rng, (1, 4)) for _ in range(400)} & set(memory.EN_NAMES)
+    assert memory.value("food", "en", rng, (1, 4)) in memory.EN_FOODS  # other kinds keep their lists
+    with pytest.raises(SystemExit):  # argparse's error: MIN above MAX
+        compose.main(["--invented-syllables", "3", "1", "--out", str(tmp_path)])
+
+
+@pytest.mark.parametrize("lang", ["en", "ko"])
+def test_with_lead_ins_no_memory_reply_starts_with_the_fact(lang, monkeypatch):
+    """The copy head can copy a fact's first piece only when the reply spells it as the telling
+    did, after a space; --lead-ins makes sure it does. Without them some replies start with it."""
+    import memory  # corpora/memory.py
+
+    made = iter(range(10**6))
+    monkeypatch.setattr(memory, "value", lambda kind, lang, rng, invented: f"Qzv{next(made)}")
+    starts = {}
+    for lead_ins in (False, True):
+        rng, budget = __import__("random").Random(3), compose.Budget()
+        replies = [text for conv in memory.curriculum(lang, 60_000, lambda: ("hi", "hello"), rng, budget,
+                                                      lead_ins=lead_ins)
+                   for role, text in conv if role == "assistant"]
+        starts[lead_ins] = sum(r.startswith("Qzv") for r in replies)
+    assert starts[False] > 20 and starts[True] == 0
 
 
 def test_korean_particles_follow_the_last_syllable():

@@ -66,9 +66,10 @@ def test_it_chats_in_english_and_korean_and_ends_its_turns(ckpt, message):
 def test_its_copy_head_gives_back_made_up_names_the_lstm_alone_never_does(ckpt, lang):
     """The memory the app promises, on the shipped model, with names that occur nowhere in its
     corpus: told, one turn of small talk, asked for (greedy), as bench/memory_recall.py asks
-    (which measures it at scale: English 74%, Korean 70% at k = 1). Measured here: English 7 of
-    these 10, Korean 8 (the rest come back cut short or misspelled); the release before,
-    5 and 7; before the recall drill, 4 and 1. The same LSTM without its head: 0 in both."""
+    (which measures it at scale: 96% in both languages at k = 1, on names made like the
+    drill's). Measured here: English 7 of these 10, Korean 9; the misses come back cut short
+    ("Zorvik", "Melvor", "Pillar", "다노"). The release before, 7 and 8; before that, 5 and 7;
+    before the recall drill, 4 and 1. The same LSTM without its head: 0 in both."""
     sys.path.insert(0, str(ROOT / "bench"))
     from memory_recall import trial, without_copy
 
@@ -82,4 +83,4 @@ def test_its_copy_head_gives_back_made_up_names_the_lstm_alone_never_does(ckpt, 
         return sum(name in trial(model, lang, "name", name, 1, 60)[1] for name in names)
 
     with_head, alone = hits(ckpt), hits(without_copy(ckpt))
-    assert alone == 0 and with_head >= 3, (with_head, alone)
+    assert alone == 0 and with_head >= 5, (with_head, alone)
