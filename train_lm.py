@@ -19,7 +19,7 @@ from chatbot.atomic import atomic_write
 from chatbot.chat.quality import CorpusSample, Quality, SampleLog, judge, write_quality
 from chatbot.errors import ChatbotError
 from chatbot.lm.checkpoint import load_checkpoint
-from chatbot.lm.model import CELLS, ModelConfig
+from chatbot.lm.model import CELLS, COPY_SETTINGS, ModelConfig
 from chatbot.lm.spec import PRECISIONS, CorpusInfo, RunSpec, TokenizerSpec, TrainConfig, read_spec
 from chatbot.text.corpus import load_corpus
 from chatbot.text.tokenizers import KINDS
@@ -133,12 +133,9 @@ def adopt_copy_head(args) -> None:
         model = read_spec(args.init_from).model
     except ChatbotError:
         return
-    if "copy_window" not in args.explicit:
-        args.copy_window = model.copy_window
-    if "copy_key_size" not in args.explicit:
-        args.copy_key_size = model.copy_key_size
-    if "copy_order" not in args.explicit:
-        args.copy_order = model.copy_order
+    for name in COPY_SETTINGS:
+        if name not in args.explicit:
+            setattr(args, name, getattr(model, name))
 
 
 def stop_with_parent(trainers: list) -> None:

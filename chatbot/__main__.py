@@ -100,16 +100,11 @@ def main(argv: list[str] | None = None) -> int:
     half.add_argument("--model", required=True, help="the checkpoint folder to copy")
     half.add_argument("--out", required=True, help="a new, empty folder for the copy")
     args = parser.parse_args(argv)
-    if args.command == "fp16":
-        try:
-            out = save_fp16_copy(args.model, args.out)
-        except ChatbotError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        size = (out / "model.safetensors").stat().st_size
-        print(f"wrote {out} (weights {size / 1e6:.1f} MB, fp16)")
-        return 0
     try:
+        if args.command == "fp16":
+            out = save_fp16_copy(args.model, args.out)
+            print(f"wrote {out} (weights {(out / 'model.safetensors').stat().st_size / 1e6:.1f} MB, fp16)")
+            return 0
         sampling = sampling_from(args)
         ckpt = load_checkpoint(args.model)
         session = ChatSession(ckpt.model, ckpt.tokenizer, sampling)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import re
 import sys
 from collections import Counter
@@ -89,7 +90,7 @@ def test_the_recall_drill_is_what_compose_makes_and_its_facts_are_all_made_up(tm
         assert made.read_bytes() == shipped.read_bytes(), made.name
     import memory  # corpora/memory.py
 
-    rng = __import__("random").Random(0)
+    rng = random.Random(0)
     lengths = Counter(len(memory.value("pet", "ko", rng, (1, 4))) for _ in range(400))
     assert set(lengths) == {1, 2, 3, 4}  # Korean: one Hangul block per syllable
     assert not {memory.value("name", "en", rng, (1, 4)) for _ in range(400)} & set(memory.EN_NAMES)
@@ -108,7 +109,7 @@ def test_with_lead_ins_no_memory_reply_starts_with_the_fact(lang, monkeypatch):
     monkeypatch.setattr(memory, "value", lambda kind, lang, rng, invented: f"Qzv{next(made)}")
     starts = {}
     for lead_ins in (False, True):
-        rng, budget = __import__("random").Random(3), compose.Budget()
+        rng, budget = random.Random(3), compose.Budget()
         replies = [text for conv in memory.curriculum(lang, 60_000, lambda: ("hi", "hello"), rng, budget,
                                                       lead_ins=lead_ins)
                    for role, text in conv if role == "assistant"]

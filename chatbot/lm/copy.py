@@ -79,13 +79,12 @@ class CopyHead(nn.Module):
         previous = seq[:, 1:-1]  # the token before each of ids
         new_keys = (self.key(torch.cat([before[:, None].to(out.dtype), out[:, :-1]], 1)).float()
                     + self.key_token(previous).float())
-        if self.key_token2 is not None:
-            new_keys = new_keys + self.key_token2(seq[:, :-2]).float()
-        all_keys = torch.cat([keys.transpose(0, 1), new_keys], 1)  # (B, W + T, K)
-        all_values, visible = window_slots(values, ids)
         query = self.query(out).float() + self.query_token(ids).float()
         if self.key_token2 is not None:
+            new_keys = new_keys + self.key_token2(seq[:, :-2]).float()
             query = query + self.query_token2(previous).float()
+        all_keys = torch.cat([keys.transpose(0, 1), new_keys], 1)  # (B, W + T, K)
+        all_values, visible = window_slots(values, ids)
         scores = query @ all_keys.transpose(1, 2)  # (B, T, W + T)
         scores = scores.masked_fill(~visible, float("-inf"))
         sentinel = (query @ self.sentinel.float())[..., None]  # (B, T, 1)

@@ -160,6 +160,9 @@ class ModelConfig:
         return cls(**data)
 
 
+COPY_SETTINGS = ("copy_window", "copy_key_size", "copy_order")  # the copy head's ModelConfig settings
+
+
 class LanguageModel(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from ..atomic import atomic_write
 from ..errors import ChatbotError
 from ..lm.checkpoint import load_checkpoint, save_checkpoint
-from ..lm.model import LanguageModel
+from ..lm.model import COPY_SETTINGS, LanguageModel
 from ..lm.spec import CorpusInfo, RunSpec, TokenizerSpec, TrainConfig
 from ..text.corpus import Corpus, load_corpus
 from ..text.token_cache import build_token_cache, cache_bytes, open_token_cache, token_cache_exists
@@ -386,9 +386,7 @@ def _prepare(spec: RunSpec, cfg: TrainConfig, corpus: Path, out: Path, resume: b
         init = load_checkpoint(cfg.init_from)
         kind = init.spec.tokenizer.kind
         spec = replace(spec, tokenizer=init.spec.tokenizer,
-                       model=replace(init.spec.model, copy_window=spec.model.copy_window,
-                                     copy_key_size=spec.model.copy_key_size,
-                                     copy_order=spec.model.copy_order))
+                       model=replace(init.spec.model, **{name: getattr(spec.model, name) for name in COPY_SETTINGS}))
         if world.is_main:
             init.tokenizer.save(out)
     elif not resume and world.is_main:  # one tokenizer for every rank: rank 0 trains it, the others read it
