@@ -152,11 +152,20 @@ class Chat:
         return re.search(r"[?&]c=(\w+)", self.page.url).group(1)
 
     def fix_seed(self, seed: int):
+        """Tick Fixed seed until the app has taken it (its Seed box is enabled), then set the
+        seed. Under load a click can tick the box on the page while the app never hears of it
+        (no run, the Seed box stays disabled); then ticking it again would only wait, so the
+        box is unticked and ticked once more."""
         self.mark()
         box = self.page.locator('label:has-text("Fixed seed") input[type="checkbox"]')
-        self.start_run(lambda: box.is_checked() or self.page.get_by_text("Fixed seed").click())
+        label = self.page.get_by_text("Fixed seed")
+
+        def tick():
+            if box.is_checked():
+                label.click()
+            label.click()
+        repeat_until(self.page, tick, """() => !!document.querySelector('input[aria-label="Seed"]:not([disabled])')""")
         self.rerun_done()
-        self.page.wait_for_selector('input[aria-label="Seed"]:not([disabled])')
         self.set_number("Seed", seed)
 
     def shot(self, name: str):
